@@ -1,0 +1,64 @@
+"""cache_integrations: LLM context caching for LangChain and LlamaIndex.
+
+The core is framework-agnostic: neutral messages (`messages`), the cache-friendly layout
+(`layout`), normalized usage and cost (`usage`, `pricing`, `accounting`), and provider clients
+(`providers`). Adapters live in `cache_integrations.langchain` and `cache_integrations.llama_index`.
+"""
+
+from __future__ import annotations
+
+from .accounting import CacheLedger, CacheStats, CallRecord
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    CacheIntegrationsError,
+    ConfigurationError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderConnectionError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from .layout import PrefixFingerprints, apply_layout, canonical_json
+from .messages import ChatRequest, ChatResponse, ForcedTool, ImagePart, Message, TextPart, ToolCall, ToolDefinition
+from .pricing import Cost, ModelPrices, PriceBook, default_price_book
+from .usage import Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "CacheIntegrationsError",
+    "CacheLedger",
+    "CacheStats",
+    "CallRecord",
+    "ChatRequest",
+    "ChatResponse",
+    "ConfigurationError",
+    "Cost",
+    "ForcedTool",
+    "ImagePart",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "Message",
+    "ModelPrices",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PrefixFingerprints",
+    "PriceBook",
+    "ProviderConnectionError",
+    "ProviderError",
+    "RateLimitError",
+    "ServerError",
+    "TextPart",
+    "ToolCall",
+    "ToolDefinition",
+    "Usage",
+    "apply_layout",
+    "canonical_json",
+    "default_price_book",
+]

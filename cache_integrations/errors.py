@@ -1,0 +1,123 @@
+"""Typed errors.
+
+Two families: mistakes we catch before a request leaves the process (`InvalidRequestError`,
+`ConfigurationError`, both `ValueError` so framework code that expects one still works), and
+`ProviderError` for what a provider answered, carrying the HTTP status and the provider's own code
+so callers can branch on them without parsing messages. No error message ever contains a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "CacheIntegrationsError",
+    "ConfigurationError",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "RateLimitError",
+    "ServerError",
+]
+
+
+class CacheIntegrationsError(Exception):
+    """Base class of every error this package raises."""
+
+
+class ConfigurationError(CacheIntegrationsError, ValueError):
+    """The client is set up wrongly (missing API key, bad base URL, bad option)."""
+
+
+class InvalidRequestError(CacheIntegrationsError, ValueError):
+    """The request cannot be sent as given; the message names the offending field and value."""
+
+
+class ProviderConnectionError(CacheIntegrationsError):
+    """The provider could not be reached (connect error, timeout) after all retries."""
+
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class ProviderError(CacheIntegrationsError):
+    """The provider answered with an error status.
+
+    `status_code` is the HTTP status; `code` is the provider's own error code as a string
+    (Zhipu's business codes such as ``"1214"``, Google's ``"PERMISSION_DENIED"``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        provider: str,
+        request_id: str | None = None,
+        body: Any = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.provider = provider
+        self.request_id = request_id
+        self.body = body
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        code = f" code={self.code}" if self.code else ""
+        rid = f" request_id={self.request_id}" if self.request_id else ""
+        return f"{self.provider} HTTP {self.status_code}{code}: {self.message}{rid}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor: make errors survive pickling (multiprocessing, batch workers).
+        return (
+            _rebuild_provider_error,
+            (type(self), self.message, self.status_code, self.code, self.provider, self.request_id),
+        )
+
+
+def _rebuild_provider_error(
+    cls: type[ProviderError],
+    message: str,
+    status_code: int,
+    code: str | None,
+    provider: str,
+    request_id: str | None,
+) -> ProviderError:
+    return cls(message, status_code=status_code, code=code, provider=provider, request_id=request_id)
+
+
+class BadRequestError(ProviderError):
+    """HTTP 400: the provider rejected the request's content or parameters."""
+
+
+class AuthenticationError(ProviderError):
+    """HTTP 401: the API key is missing, malformed or revoked."""
+
+
+class PermissionDeniedError(ProviderError):
+    """HTTP 403."""
+
+
+class NotFoundError(ProviderError):
+    """HTTP 404: unknown model or resource."""
+
+
+class RateLimitError(ProviderError):
+    """HTTP 429 that is a real rate limit; retried with backoff before it surfaces."""
+
+
+class InsufficientBalanceError(ProviderError):
+    """The account is out of balance (Zhipu code 1113, sent with HTTP 429). Never retried."""
+
+
+class ServerError(ProviderError):
+    """HTTP 5xx; retried with backoff before it surfaces."""

@@ -1,0 +1,300 @@
+"""Conversions between LangChain's message types and the neutral core model.
+
+Nothing is dropped silently: a message or content block the core cannot represent raises
+`InvalidRequestError` naming its index and type. `cache_control` markers (on a content block, in a
+block's ``extras`` or in ``additional_kwargs``) become cache points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from ..errors import InvalidRequestError
+from ..layout import canonical_json
+from ..messages import (
+    ChatResponse,
+    ForcedTool,
+    ImagePart,
+    Message,
+    Part,
+    Role,
+    StreamChunk,
+    TextPart,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
+)
+from ..usage import Usage
+
+__all__ = [
+    "ai_message_from_response",
+    "message_chunk_from_stream",
+    "messages_from_langchain",
+    "tool_choice_from_langchain",
+    "tool_from_langchain",
+    "usage_from_langchain",
+    "usage_to_langchain",
+]
+
+_CHAT_ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "ai": "assistant",
+    "tool": "tool",
+}
+# Blocks that duplicate what an AIMessage already carries in `tool_calls`.
+_TOOL_CALL_BLOCKS = frozenset(("tool_use", "tool_call", "tool_call_chunk", "function_call"))
+_SUPPORTED_BLOCKS = "text, image_url, image (url or base64)"
+
+
+def _has_cache_control(block: Mapping[str, Any]) -> bool:
+    extras = block.get("extras")
+    return "cache_control" in block or (isinstance(extras, Mapping) and "cache_control" in extras)
+
+
+def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
+    if block.get("type") == "image_url":
+        image = block.get("image_url")
+        if isinstance(image, str):
+            return ImagePart(image)
+        if isinstance(image, Mapping) and isinstance(image.get("url"), str):
+            return ImagePart(image["url"], image.get("detail"))
+        raise InvalidRequestError(f"{where}: an image_url block needs image_url.url, got {image!r:.80}")
+    # v1 standard block {"type": "image", "url"|"base64", "mime_type"} and the legacy source_type form
+    url = block.get("url")
+    data = block.get("base64") or (block.get("data") if block.get("source_type") == "base64" else None)
+    if url is None and block.get("source_type") == "url":
+        url = block.get("data")
+    if isinstance(url, str):
+        return ImagePart(url)
+    if isinstance(data, str):
+        mime = block.get("mime_type") or "image/png"
+        return ImagePart(f"data:{mime};base64,{data}")
+    raise InvalidRequestError(f"{where}: an image block needs a url or base64 data")
+
+
+def _content(
+    content: str | list[str | dict[str, Any]], where: str, role: Role
+) -> tuple[str | tuple[Part, ...], bool, str | None]:
+    """Returns (content, has_cache_point, reasoning text found in reasoning blocks)."""
+    if isinstance(content, str):
+        return content, False, None
+    parts: list[Part] = []
+    cache_point = False
+    reasoning: list[str] = []
+    for j, block in enumerate(content):
+        if isinstance(block, str):
+            parts.append(TextPart(block))
+            continue
+        if not isinstance(block, Mapping):
+            raise InvalidRequestError(
+                f"{where}.content[{j}]: expected a str or a dict block, got {type(block).__name__}"
+            )
+        kind = block.get("type")
+        cache_point = cache_point or _has_cache_control(block)
+        if kind == "text":
+            parts.append(TextPart(str(block.get("text", ""))))
+        elif kind in ("image_url", "image"):
+            parts.append(_image_part(block, f"{where}.content[{j}]"))
+        elif role == "assistant" and kind in _TOOL_CALL_BLOCKS:
+            continue
+        elif role == "assistant" and kind in ("reasoning", "thinking"):
+            reasoning.append(str(block.get("reasoning") or block.get("thinking") or ""))
+        else:
+            raise InvalidRequestError(
+                f"{where}.content[{j}]: content block type {kind!r} is not supported in a {role} message; "
+                f"supported: {_SUPPORTED_BLOCKS}"
+            )
+    if all(isinstance(p, TextPart) for p in parts) and role != "user":
+        # System, assistant and tool turns are plain text on the wire; keep them as one string.
+        return "".join(p.text for p in parts if isinstance(p, TextPart)), cache_point, "".join(reasoning) or None
+    return tuple(parts), cache_point, "".join(reasoning) or None
+
+
+def _role_of(message: BaseMessage, where: str) -> Role:
+    if isinstance(message, SystemMessage):
+        return "system"
+    if isinstance(message, HumanMessage):
+        return "user"
+    if isinstance(message, AIMessage):
+        return "assistant"
+    if isinstance(message, ToolMessage):
+        return "tool"
+    if isinstance(message, ChatMessage):
+        role = _CHAT_ROLES.get(message.role)
+        if role is None:
+            raise InvalidRequestError(f"{where}: unknown role {message.role!r}; allowed roles: {sorted(_CHAT_ROLES)}")
+        return role
+    raise InvalidRequestError(
+        f"{where}: unsupported message type {type(message).__name__}; use SystemMessage, HumanMessage, "
+        "AIMessage, ToolMessage or ChatMessage"
+    )
+
+
+def messages_from_langchain(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
+    """LangChain messages to neutral messages, in order; raises on anything it cannot carry."""
+    if not messages:
+        raise InvalidRequestError("messages: at least one message is required, got an empty list")
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, BaseMessage):
+            raise InvalidRequestError(f"{where}: expected a LangChain BaseMessage, got {type(m).__name__}")
+        role = _role_of(m, where)
+        content, cache_point, block_reasoning = _content(m.content, where, role)
+        cache_point = cache_point or "cache_control" in m.additional_kwargs
+        if role == "assistant":
+            reasoning = m.additional_kwargs.get("reasoning_content") or block_reasoning
+            calls = _tool_calls_from_ai(m) if isinstance(m, AIMessage) else ()
+            out.append(Message("assistant", content, tool_calls=calls, reasoning=reasoning, cache_point=cache_point))
+        elif role == "tool":
+            tool_call_id = getattr(m, "tool_call_id", None)
+            if not tool_call_id:
+                raise InvalidRequestError(f"{where}: a tool message needs the tool_call_id it answers")
+            out.append(Message("tool", content, tool_call_id=tool_call_id, cache_point=cache_point))
+        else:
+            name = m.name if role == "user" else None
+            out.append(Message(role, content, name=name, cache_point=cache_point))
+    return tuple(out)
+
+
+def _tool_calls_from_ai(m: AIMessage) -> tuple[ToolCall, ...]:
+    calls = [ToolCall(tc.get("id") or "", tc["name"], tc.get("args") or {}) for tc in m.tool_calls]
+    # Invalid calls are part of the conversation the model saw: replay them as they were.
+    calls.extend(
+        ToolCall(tc.get("id") or "", tc.get("name") or "", {}, tc.get("args") or "", tc.get("error") or "invalid")
+        for tc in m.invalid_tool_calls
+    )
+    return tuple(calls)
+
+
+def tool_from_langchain(tool: Any) -> ToolDefinition:
+    """Any tool LangChain can describe (BaseTool, pydantic model, function, dict) to a definition."""
+    try:
+        spec = convert_to_openai_tool(tool)
+    except Exception as exc:
+        raise InvalidRequestError(f"tools: cannot convert {tool!r:.80} to a tool definition: {exc}") from exc
+    fn = spec.get("function")
+    if not isinstance(fn, Mapping) or not fn.get("name"):
+        raise InvalidRequestError(f"tools: {tool!r:.80} is not a function tool; only function tools are supported")
+    params = fn.get("parameters") or {"type": "object", "properties": {}}
+    canonical_json(params, what=f"tools[{fn['name']!r}].parameters")
+    return ToolDefinition(fn["name"], fn.get("description") or "", params, fn.get("strict"))
+
+
+def tool_choice_from_langchain(choice: Any, tool_names: Sequence[str]) -> ToolChoice | None:
+    """LangChain's tool_choice spellings to the neutral one."""
+    if choice is None or choice is False:
+        return None
+    if choice is True or choice in ("any", "required"):
+        return "required"
+    if choice in ("auto", "none"):
+        return choice  # type: ignore[no-any-return]
+    name: Any = choice
+    if isinstance(choice, Mapping):
+        name = (choice.get("function") or {}).get("name") or choice.get("name")
+    if isinstance(name, str) and name in tool_names:
+        return ForcedTool(name)
+    raise InvalidRequestError(
+        f"tool_choice: {choice!r} is not 'auto', 'none', 'any', 'required' "
+        f"or one of the bound tools {list(tool_names)!r}"
+    )
+
+
+def usage_to_langchain(usage: Usage) -> UsageMetadata:
+    details = InputTokenDetails(cache_read=usage.cache_read_tokens)
+    if usage.cache_write_tokens:
+        details["cache_creation"] = usage.cache_write_tokens
+    meta = UsageMetadata(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+        input_token_details=details,
+    )
+    if usage.reasoning_tokens:
+        meta["output_token_details"] = OutputTokenDetails(reasoning=usage.reasoning_tokens)
+    return meta
+
+
+def usage_from_langchain(meta: Mapping[str, Any]) -> Usage:
+    """Read any LangChain model's `usage_metadata` (so the handler works for every chat model)."""
+    inp = meta.get("input_token_details") or {}
+    out = meta.get("output_token_details") or {}
+    return Usage(
+        input_tokens=int(meta.get("input_tokens") or 0),
+        cache_read_tokens=int(inp.get("cache_read") or 0),
+        cache_write_tokens=int(inp.get("cache_creation") or 0),
+        output_tokens=int(meta.get("output_tokens") or 0),
+        reasoning_tokens=int(out.get("reasoning") or 0),
+    )
+
+
+def _response_metadata(
+    model: str | None, provider: str, finish_reason: str | None, rid: str | None, fingerprint: str | None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"model_name": model or "", "model_provider": provider}
+    if finish_reason:
+        meta["finish_reason"] = finish_reason
+    if rid:
+        meta["id"] = rid
+    if fingerprint:
+        meta["prefix_fingerprint"] = fingerprint
+    return meta
+
+
+def ai_message_from_response(response: ChatResponse, provider: str) -> AIMessage:
+    calls = []
+    invalid = []
+    for tc in response.message.tool_calls:
+        if tc.error:
+            invalid.append(invalid_tool_call(name=tc.name, args=tc.raw_arguments, id=tc.id, error=tc.error))
+        else:
+            calls.append(tool_call(name=tc.name, args=dict(tc.arguments), id=tc.id))
+    extra = {"reasoning_content": response.message.reasoning} if response.message.reasoning else {}
+    return AIMessage(
+        content=response.message.text,
+        additional_kwargs=extra,
+        tool_calls=calls,
+        invalid_tool_calls=invalid,
+        usage_metadata=usage_to_langchain(response.usage),
+        response_metadata=_response_metadata(
+            response.model, provider, response.finish_reason, response.id, response.prefix_fingerprint
+        ),
+    )
+
+
+def message_chunk_from_stream(chunk: StreamChunk, provider: str) -> AIMessageChunk:
+    """A content delta, or (for the final chunk) the one chunk that carries usage and metadata."""
+    if chunk.final:
+        return AIMessageChunk(
+            content="",
+            usage_metadata=usage_to_langchain(chunk.usage or Usage()),
+            response_metadata=_response_metadata(
+                chunk.model, provider, chunk.finish_reason, chunk.id, chunk.prefix_fingerprint
+            ),
+            chunk_position="last",
+        )
+    return AIMessageChunk(
+        content=chunk.text,
+        additional_kwargs={"reasoning_content": chunk.reasoning} if chunk.reasoning else {},
+        tool_call_chunks=[
+            tool_call_chunk(name=tc.name, args=tc.arguments, id=tc.id, index=tc.index) for tc in chunk.tool_call_chunks
+        ],
+    )

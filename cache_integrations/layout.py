@@ -1,0 +1,117 @@
+"""The cache-friendly layout: the same conversation must always produce the same request prefix.
+
+Implicit caches (GLM, OpenAI, DeepSeek, Qwen) hit only on a byte-identical prefix, and explicit
+caches (Gemini) are keyed on their content. So before encoding a request we
+
+* hoist system messages to the front, keeping their relative order;
+* order tool definitions by name and serialize every JSON value canonically (sorted keys, fixed
+  separators, no ASCII escaping), including tool-call arguments;
+* leave message content byte-for-byte as the caller wrote it.
+
+`PrefixFingerprints` then hashes the encoded request piece by piece (a SHA-256 chain over the
+header and each message), which identifies the stable prefix and lets diagnostics find where two
+requests diverge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .errors import InvalidRequestError
+from .messages import ChatRequest, Message, ToolDefinition
+
+__all__ = [
+    "PrefixFingerprints",
+    "apply_layout",
+    "canonical_json",
+    "fingerprint_chain",
+    "stable_prefix_length",
+]
+
+_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_json(value: Any, *, what: str = "value") -> str:
+    """Serialize `value` canonically; `what` names the value in the error if it cannot be."""
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"{what} is not JSON-serializable: {exc}") from exc
+
+
+def apply_layout(request: ChatRequest) -> ChatRequest:
+    """Return `request` with system messages first and tools ordered by name.
+
+    Nothing is dropped or rewritten: the result holds the same messages and tools.
+    """
+    messages = request.messages
+    first_other = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+    if any(m.role == "system" for m in messages[first_other:]):
+        system = tuple(m for m in messages if m.role == "system")
+        messages = system + tuple(m for m in messages if m.role != "system")
+    tools = request.tools
+    if len(tools) > 1:
+        tools = tuple(sorted(tools, key=_tool_key))
+        _check_unique_tool_names(tools)
+    if messages is request.messages and tools is request.tools:
+        return request
+    return replace(request, messages=messages, tools=tools)
+
+
+def _tool_key(tool: ToolDefinition) -> str:
+    return tool.name
+
+
+def _check_unique_tool_names(tools: Sequence[ToolDefinition]) -> None:
+    for a, b in itertools.pairwise(tools):
+        if a.name == b.name:
+            raise InvalidRequestError(f"tools: two tool definitions are named {a.name!r}; names must be unique")
+
+
+def stable_prefix_length(messages: Sequence[Message]) -> int:
+    """How many leading messages form the stable prefix.
+
+    Everything up to the last system or assistant turn, or the last cache point, whichever is later:
+    the trailing user/tool turns are the new question and change on every call.
+    """
+    stable = 0
+    for i, m in enumerate(messages):
+        if m.role in ("system", "assistant") or m.cache_point:
+            stable = i + 1
+    return stable
+
+
+def fingerprint_chain(header: bytes, segments: Sequence[bytes]) -> list[str]:
+    """SHA-256 chain: element 0 covers `header`, element i+1 covers header and segments[0..i]."""
+    h = hashlib.sha256(header)
+    out = [h.hexdigest()]
+    for seg in segments:
+        h.update(b"\x1e")
+        h.update(seg)
+        out.append(h.copy().hexdigest())
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixFingerprints:
+    """Fingerprints of one encoded request.
+
+    `chain[0]` covers model and tools; `chain[i]` additionally covers the first i messages.
+    `prefix` is the fingerprint of the stable prefix (`chain[stable_messages]`).
+    """
+
+    chain: tuple[str, ...]
+    stable_messages: int
+
+    @property
+    def prefix(self) -> str:
+        return self.chain[self.stable_messages]
+
+    @classmethod
+    def of(cls, header: bytes, segments: Sequence[bytes], messages: Sequence[Message]) -> PrefixFingerprints:
+        return cls(tuple(fingerprint_chain(header, segments)), stable_prefix_length(messages))

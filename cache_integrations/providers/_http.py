@@ -1,0 +1,267 @@
+"""The HTTP layer every provider shares: pooled clients, retries with backoff, SSE streams.
+
+Providers subclass `HTTPProvider` and supply three things: auth headers, how to turn an error
+response into a typed `ProviderError`, and which of those errors are worth retrying. Everything
+else (connection reuse, one async client per event loop, `Retry-After`, retrying a stream only
+before its first byte) lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+from httpx_sse import EventSource
+from pydantic import SecretStr
+
+from ..errors import ProviderConnectionError, ProviderError
+
+__all__ = ["HTTPProvider", "RetryPolicy"]
+
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter; a server's `Retry-After` wins, up to `max_delay`."""
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: float = 0.25
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        base = min(self.initial_delay * (2**attempt), self.max_delay)
+        return base * (1 + self.jitter * random.random())
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `Retry-After` (delta-seconds or HTTP date), or None."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+class HTTPProvider:
+    """Base of the provider clients. Thread-safe; safe to share between chat model instances."""
+
+    provider: ClassVar[str] = "provider"
+
+    def __init__(
+        self,
+        *,
+        api_key: SecretStr,
+        base_url: str,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self._timeout = (
+            timeout
+            if isinstance(timeout, httpx.Timeout)
+            else (DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        )
+        self.retry = retry_policy or RetryPolicy(max_retries=max_retries)
+        self._user_client = http_client
+        self._user_async_client = async_http_client
+        self._client: httpx.Client | None = None
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._headers.update(self.auth_headers(api_key))
+        if default_headers:
+            self._headers.update(default_headers)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    # -- what subclasses provide ---------------------------------------------------------------
+
+    def auth_headers(self, api_key: SecretStr) -> dict[str, str]:
+        raise NotImplementedError
+
+    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        raise NotImplementedError
+
+    def is_retryable(self, error: ProviderError) -> bool:
+        return error.status_code == 429 or error.status_code >= 500
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _sync_client(self) -> httpx.Client:
+        if self._user_client is not None:
+            return self._user_client
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(timeout=self._timeout)
+        return self._client
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._user_async_client is not None:
+            return self._user_async_client
+        # An AsyncClient's pool is bound to the loop that opened its connections: keep one per loop.
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = httpx.AsyncClient(timeout=self._timeout)
+            self._async_clients[loop] = client
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        for client in list(self._async_clients.values()):
+            await client.aclose()
+        self._async_clients.clear()
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.base_url}/{path.lstrip('/')}"
+
+    def _retry_delay(
+        self, error: ProviderError | None, headers: Mapping[str, str] | None, attempt: int
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None when the failure is final."""
+        if attempt >= self.retry.max_retries:
+            return None
+        if error is not None and not self.is_retryable(error):
+            return None
+        return self.retry.delay(attempt, parse_retry_after(headers) if headers is not None else None)
+
+    def _connection_error(self, exc: httpx.TransportError, *, interrupted: bool = False) -> ProviderConnectionError:
+        if interrupted:
+            what = f"the stream from {self.base_url} was interrupted ({type(exc).__name__})"
+        else:
+            what = (
+                f"could not reach {self.base_url} ({type(exc).__name__}) after {self.retry.max_retries + 1} attempt(s)"
+            )
+        return ProviderConnectionError(f"{self.provider}: {what}", provider=self.provider)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, params: Mapping[str, str] | None = None
+    ) -> Any:
+        """Send a request and return the decoded JSON body, retrying what is worth retrying."""
+        client = self._sync_client()
+        attempt = 0
+        while True:
+            try:
+                resp = client.request(method, self._url(path), content=body, headers=self._headers, params=params)
+            except httpx.TransportError as exc:
+                delay = self._retry_delay(None, None, attempt)
+                if delay is None:
+                    raise self._connection_error(exc) from exc
+            else:
+                if resp.status_code < 400:
+                    return resp.json() if resp.content else {}
+                error = self.error_from_response(resp.status_code, resp.headers, resp.content)
+                delay = self._retry_delay(error, resp.headers, attempt)
+                if delay is None:
+                    raise error
+            time.sleep(delay)
+            attempt += 1
+
+    async def arequest(
+        self, method: str, path: str, body: bytes | None = None, params: Mapping[str, str] | None = None
+    ) -> Any:
+        client = self._async_client()
+        attempt = 0
+        while True:
+            try:
+                resp = await client.request(method, self._url(path), content=body, headers=self._headers, params=params)
+            except httpx.TransportError as exc:
+                delay = self._retry_delay(None, None, attempt)
+                if delay is None:
+                    raise self._connection_error(exc) from exc
+            else:
+                if resp.status_code < 400:
+                    return resp.json() if resp.content else {}
+                error = self.error_from_response(resp.status_code, resp.headers, resp.content)
+                delay = self._retry_delay(error, resp.headers, attempt)
+                if delay is None:
+                    raise error
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def stream_events(self, path: str, body: bytes, params: Mapping[str, str] | None = None) -> Iterator[str]:
+        """Yield the `data` of each SSE event. Retries happen only before the first event."""
+        client = self._sync_client()
+        attempt = 0
+        while True:
+            started = False
+            try:
+                with client.stream("POST", self._url(path), content=body, headers=self._headers, params=params) as resp:
+                    if resp.status_code < 400:
+                        for sse in EventSource(resp).iter_sse():
+                            started = True
+                            yield sse.data
+                        return
+                    resp.read()
+                    error = self.error_from_response(resp.status_code, resp.headers, resp.content)
+                    delay = self._retry_delay(error, resp.headers, attempt)
+                    if delay is None:
+                        raise error
+            except httpx.TransportError as exc:
+                delay = None if started else self._retry_delay(None, None, attempt)
+                if delay is None:
+                    raise self._connection_error(exc, interrupted=started) from exc
+            time.sleep(delay)
+            attempt += 1
+
+    async def astream_events(
+        self, path: str, body: bytes, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[str]:
+        client = self._async_client()
+        attempt = 0
+        while True:
+            started = False
+            try:
+                async with client.stream(
+                    "POST", self._url(path), content=body, headers=self._headers, params=params
+                ) as resp:
+                    if resp.status_code < 400:
+                        async for sse in EventSource(resp).aiter_sse():
+                            started = True
+                            yield sse.data
+                        return
+                    await resp.aread()
+                    error = self.error_from_response(resp.status_code, resp.headers, resp.content)
+                    delay = self._retry_delay(error, resp.headers, attempt)
+                    if delay is None:
+                        raise error
+            except httpx.TransportError as exc:
+                delay = None if started else self._retry_delay(None, None, attempt)
+                if delay is None:
+                    raise self._connection_error(exc, interrupted=started) from exc
+            await asyncio.sleep(delay)
+            attempt += 1

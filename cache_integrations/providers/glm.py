@@ -1,0 +1,411 @@
+"""Zhipu GLM (open.bigmodel.cn) and Z.ai chat completions over httpx.
+
+GLM caches implicitly: the provider reuses the longest prefix it has seen and reports the hit in
+``usage.prompt_tokens_details.cached_tokens``. So this module's job is to send byte-stable prefixes
+(the core layout plus canonical per-message encoding) and to read usage wherever GLM puts it.
+
+Wire facts honoured here (recorded 2025-2026): streamed usage usually rides on the chunk that
+carries ``finish_reason``, sometimes on a separate ``choices: []`` chunk; older models omit
+``prompt_tokens_details``; tool-call ``arguments`` is a JSON string; error bodies are
+``{"error": {"code": "1214", "message": ...}}`` with a string code, sometimes without the wrapper;
+HTTP 429 with code ``1113`` means the account has no balance and must not be retried.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from ..layout import PrefixFingerprints, apply_layout, canonical_json
+from ..messages import (
+    ChatRequest,
+    ChatResponse,
+    ForcedTool,
+    ImagePart,
+    Message,
+    StreamChunk,
+    TextPart,
+    ToolCall,
+    ToolCallChunk,
+    ToolDefinition,
+)
+from ..usage import Usage
+from ._http import HTTPProvider
+
+__all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "EncodedRequest", "GLMProvider", "usage_from_openai"]
+
+GLM_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
+ZAI_BASE_URL = "https://api.z.ai/api/paas/v4"
+_CHAT_PATH = "chat/completions"
+INSUFFICIENT_BALANCE = "1113"
+
+
+def usage_from_openai(raw: Mapping[str, Any] | None) -> Usage:
+    """Map an OpenAI-style usage object (GLM, OpenAI, DeepSeek, Qwen) to `Usage`.
+
+    A missing ``prompt_tokens_details`` means the provider did not report cache reads: 0.
+    """
+    if not raw:
+        return Usage()
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's own field wins when present
+    if cached is None:
+        cached = prompt_details.get("cached_tokens")
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        cache_read_tokens=int(cached or 0),
+        cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRequest:
+    """The exact bytes sent, and the fingerprints of their prefix."""
+
+    body: bytes
+    fingerprints: PrefixFingerprints
+    model: str
+
+
+def _encode_content(message: Message, index: int) -> str | list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        return message.content
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            if message.role != "user":
+                raise InvalidRequestError(
+                    f"messages[{index}]: GLM accepts images only in user messages, not in a {message.role!r} message"
+                )
+            image: dict[str, Any] = {"url": part.url}
+            if part.detail:
+                image["detail"] = part.detail
+            parts.append({"type": "image_url", "image_url": image})
+        else:  # pragma: no cover - the Part union is closed
+            raise InvalidRequestError(f"messages[{index}]: unsupported content part {type(part).__name__}")
+    if message.role in ("system", "assistant", "tool"):
+        # GLM takes plain strings for these roles; text parts concatenate without a separator.
+        return "".join(p["text"] for p in parts)
+    return parts
+
+
+def _encode_message(message: Message, index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role}
+    content = _encode_content(message, index)
+    if content or not message.tool_calls:
+        out["content"] = content
+    if message.name and message.role == "user":
+        out["name"] = message.name
+    if message.role == "assistant":
+        if message.reasoning:
+            out["reasoning_content"] = message.reasoning
+        if message.tool_calls:
+            out["tool_calls"] = [_encode_tool_call(tc, index) for tc in message.tool_calls]
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise InvalidRequestError(f"messages[{index}]: a tool message needs the tool_call_id it answers")
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _encode_tool_call(call: ToolCall, index: int) -> dict[str, Any]:
+    if call.error is not None and call.raw_arguments is not None:
+        arguments = call.raw_arguments  # replay malformed arguments exactly as the model produced them
+    else:
+        arguments = canonical_json(call.arguments, what=f"messages[{index}].tool_calls[{call.name!r}].arguments")
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
+
+
+def _encode_tool(tool: ToolDefinition) -> dict[str, Any]:
+    function: dict[str, Any] = {
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+    }
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _encode_tool_choice(choice: Any) -> Any:
+    if isinstance(choice, ForcedTool):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice
+
+
+def _validate(request: ChatRequest) -> None:
+    if not request.messages:
+        raise InvalidRequestError("messages: at least one message is required, got an empty list")
+    if not request.model:
+        raise InvalidRequestError("model: a model name is required")
+    if len(request.stop) > 1:
+        raise InvalidRequestError(
+            f"stop: GLM accepts at most one stop sequence, got {len(request.stop)}: {list(request.stop)!r}"
+        )
+    if isinstance(request.tool_choice, ForcedTool) and request.tool_choice.name not in {t.name for t in request.tools}:
+        raise InvalidRequestError(
+            f"tool_choice: {request.tool_choice.name!r} is not one of the bound tools "
+            f"{sorted(t.name for t in request.tools)!r}"
+        )
+    if request.tool_choice is not None and not request.tools:
+        raise InvalidRequestError("tool_choice: given without any tools")
+
+
+def encode_request(request: ChatRequest, *, stream: bool, layout: bool = True) -> EncodedRequest:
+    """Encode `request` into GLM's wire format, deterministically.
+
+    With `layout` (the default) system messages come first and tools are ordered by name; every
+    JSON value is canonical either way, so only the ordering differs when it is off.
+    """
+    _validate(request)
+    if layout:
+        request = apply_layout(request)
+    head: dict[str, Any] = {"model": request.model}
+    if request.tools:
+        head["tools"] = [_encode_tool(t) for t in request.tools]
+    header = canonical_json(head, what="tools")
+    segments = [
+        canonical_json(_encode_message(m, i), what=f"messages[{i}]").encode() for i, m in enumerate(request.messages)
+    ]
+    params: dict[str, Any] = {}
+    if request.tool_choice is not None:
+        params["tool_choice"] = _encode_tool_choice(request.tool_choice)
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        params["max_tokens"] = request.max_tokens
+    if request.stop:
+        params["stop"] = list(request.stop)
+    if request.response_format is not None:
+        params["response_format"] = request.response_format
+    if stream:
+        params["stream"] = True
+    for key, value in request.extra.items():
+        if key in params or key in ("model", "messages", "tools"):
+            raise InvalidRequestError(f"extra body field {key!r} collides with a field this client sets")
+        params[key] = value
+    tail = canonical_json(params, what="request parameters")
+    # The body is assembled from the same bytes the fingerprints cover: the header object with its
+    # closing brace replaced by the messages array and the remaining parameters.
+    body = b"".join(
+        (
+            header[:-1].encode(),
+            b',"messages":[',
+            b",".join(segments),
+            b"]",
+            b"," + tail[1:].encode() if len(tail) > 2 else b"}",
+        )
+    )
+    return EncodedRequest(body, PrefixFingerprints.of(header.encode(), segments, request.messages), request.model)
+
+
+def tool_call_from_wire(call_id: str, name: str, arguments: Any) -> ToolCall:
+    """Parse a wire tool call whose `arguments` is a JSON string (or, from some gateways, an object)."""
+    if not isinstance(arguments, str):
+        if arguments is None or isinstance(arguments, dict):
+            return ToolCall(call_id, name, arguments or {})
+        return ToolCall(call_id, name, {}, json.dumps(arguments), "arguments is not a JSON object")
+    if not arguments.strip():
+        return ToolCall(call_id, name, {}, arguments)
+    try:
+        parsed = json.loads(arguments)
+    except ValueError as exc:
+        return ToolCall(call_id, name, {}, arguments, f"arguments is not valid JSON: {exc}")
+    if not isinstance(parsed, dict):
+        return ToolCall(call_id, name, {}, arguments, "arguments is not a JSON object")
+    return ToolCall(call_id, name, parsed, arguments)
+
+
+def _parse_tool_calls(raw_calls: list[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
+    calls = []
+    for raw in raw_calls or ():
+        fn = raw.get("function") or {}
+        calls.append(tool_call_from_wire(str(raw.get("id") or ""), str(fn.get("name") or ""), fn.get("arguments")))
+    return tuple(calls)
+
+
+def parse_response(data: Mapping[str, Any], fingerprint: str | None = None) -> ChatResponse:
+    """A non-streaming GLM response to `ChatResponse` (tool-call arguments parsed from JSON)."""
+    choices = data.get("choices") or []
+    if not choices:
+        raise ProviderError("response has no choices", status_code=200, provider="zhipuai", body=data)
+    choice = choices[0]
+    msg = choice.get("message") or {}
+    message = Message(
+        role="assistant",
+        content=msg.get("content") or "",
+        tool_calls=_parse_tool_calls(msg.get("tool_calls")),
+        reasoning=msg.get("reasoning_content") or None,
+    )
+    return ChatResponse(
+        message=message,
+        finish_reason=choice.get("finish_reason"),
+        usage=usage_from_openai(data.get("usage")),
+        model=str(data.get("model") or ""),
+        id=data.get("id") or data.get("request_id"),
+        prefix_fingerprint=fingerprint,
+        raw_usage=data.get("usage"),
+    )
+
+
+class StreamParser:
+    """Turns GLM SSE `data` payloads into `StreamChunk`s; `finish()` yields the single final chunk.
+
+    Usage is taken from whichever chunk carries it (the finish chunk or a trailing
+    ``choices: []`` chunk), the last non-null one winning, and reported only on the final chunk.
+    """
+
+    __slots__ = ("_fingerprint", "_finish_reason", "_id", "_model", "_raw_usage")
+
+    def __init__(self, fingerprint: str | None = None) -> None:
+        self._fingerprint = fingerprint
+        self._finish_reason: str | None = None
+        self._raw_usage: Mapping[str, Any] | None = None
+        self._model: str | None = None
+        self._id: str | None = None
+
+    def feed(self, data: str) -> StreamChunk | None:
+        if data == "[DONE]":
+            return None
+        event = json.loads(data)
+        if "error" in event:  # an error delivered inside the stream
+            raise _error_from_body(200, event, "zhipuai")
+        self._model = event.get("model") or self._model
+        self._id = event.get("id") or self._id
+        if event.get("usage"):
+            self._raw_usage = event["usage"]
+        choices = event.get("choices") or ()
+        if not choices:
+            return None
+        choice = choices[0]
+        if choice.get("finish_reason"):
+            self._finish_reason = choice["finish_reason"]
+        delta = choice.get("delta") or {}
+        text = delta.get("content") or ""
+        reasoning = delta.get("reasoning_content") or ""
+        tool_chunks = tuple(
+            ToolCallChunk(
+                index=int(tc.get("index") or 0),
+                id=tc.get("id"),
+                name=(tc.get("function") or {}).get("name"),
+                arguments=(tc.get("function") or {}).get("arguments"),
+            )
+            for tc in delta.get("tool_calls") or ()
+        )
+        if not (text or reasoning or tool_chunks):
+            return None
+        return StreamChunk(text=text, reasoning=reasoning, tool_call_chunks=tool_chunks)
+
+    def finish(self) -> StreamChunk:
+        return StreamChunk(
+            final=True,
+            finish_reason=self._finish_reason,
+            usage=usage_from_openai(self._raw_usage),
+            model=self._model,
+            id=self._id,
+            prefix_fingerprint=self._fingerprint,
+            raw_usage=self._raw_usage,
+        )
+
+
+_STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def _error_from_body(status: int, body: Any, provider: str) -> ProviderError:
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        err = body if isinstance(body, dict) else {}
+    code = err.get("code")
+    code = str(code) if code is not None else None
+    message = str(err.get("message") or f"HTTP {status}")
+    request_id = body.get("request_id") if isinstance(body, dict) else None
+    if code == INSUFFICIENT_BALANCE:
+        cls: type[ProviderError] = InsufficientBalanceError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = _STATUS_ERRORS.get(status, ProviderError)
+    return cls(message, status_code=status, code=code, provider=provider, request_id=request_id, body=body)
+
+
+class GLMProvider(HTTPProvider):
+    """Sync and async GLM chat completions with pooled connections and bounded retries."""
+
+    provider = "zhipuai"
+
+    def __init__(self, *, api_key: SecretStr, base_url: str = GLM_BASE_URL, **kwargs: Any) -> None:
+        super().__init__(api_key=api_key, base_url=base_url, **kwargs)
+
+    @property
+    def price_provider(self) -> str:
+        """The genai-prices provider id for this endpoint (Z.ai bills in USD, bigmodel in CNY)."""
+        return "zai" if "z.ai" in self.base_url else "zhipuai"
+
+    def auth_headers(self, api_key: SecretStr) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key.get_secret_value()}"}
+
+    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {"error": {"message": body[:500].decode("utf-8", "replace")}}
+        return _error_from_body(status, parsed, self.provider)
+
+    def is_retryable(self, error: ProviderError) -> bool:
+        if isinstance(error, InsufficientBalanceError):
+            return False
+        return super().is_retryable(error)
+
+    def chat(self, request: ChatRequest, *, layout: bool = True) -> ChatResponse:
+        enc = encode_request(request, stream=False, layout=layout)
+        return parse_response(self.request("POST", _CHAT_PATH, enc.body), enc.fingerprints.prefix)
+
+    async def achat(self, request: ChatRequest, *, layout: bool = True) -> ChatResponse:
+        enc = encode_request(request, stream=False, layout=layout)
+        return parse_response(await self.arequest("POST", _CHAT_PATH, enc.body), enc.fingerprints.prefix)
+
+    def stream(self, request: ChatRequest, *, layout: bool = True) -> Iterator[StreamChunk]:
+        enc = encode_request(request, stream=True, layout=layout)
+        parser = StreamParser(enc.fingerprints.prefix)
+        for data in self.stream_events(_CHAT_PATH, enc.body):
+            chunk = parser.feed(data)
+            if chunk is not None:
+                yield chunk
+        yield parser.finish()
+
+    async def astream(self, request: ChatRequest, *, layout: bool = True) -> AsyncIterator[StreamChunk]:
+        enc = encode_request(request, stream=True, layout=layout)
+        parser = StreamParser(enc.fingerprints.prefix)
+        async for data in self.astream_events(_CHAT_PATH, enc.body):
+            chunk = parser.feed(data)
+            if chunk is not None:
+                yield chunk
+        yield parser.finish()

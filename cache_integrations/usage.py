@@ -1,0 +1,46 @@
+"""Normalized token usage: one small type every provider maps into and every handler reads.
+
+Conventions (the ones langchain-core, OpenTelemetry and most providers use):
+`input_tokens` includes cache reads and cache writes; `output_tokens` includes reasoning tokens.
+A provider that does not report cache reads yields ``cache_read_tokens == 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Input tokens billed at the full input rate."""
+        return max(self.input_tokens - self.cache_read_tokens - self.cache_write_tokens, 0)
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of input tokens served from cache (0.0 when there was no input)."""
+        return self.cache_read_tokens / self.input_tokens if self.input_tokens else 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+        )
