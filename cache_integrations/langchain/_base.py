@@ -20,7 +20,7 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ..errors import InvalidRequestError
 from ..messages import ChatRequest
@@ -212,13 +212,13 @@ class CachingChatModel(BaseChatModel):
 
     def with_structured_output(
         self,
-        schema: Mapping[str, Any] | type,
+        schema: dict[str, Any] | type,
         *,
         method: _StructuredMethod = "function_calling",
         include_raw: bool = False,
         strict: bool | None = None,
         **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, Mapping[str, Any] | Any]:
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
         """Structured output through a tool call (`function_calling`, `json_schema`) or JSON mode.
 
         `json_schema` uses a tool call too: it is the route every supported provider enforces.
@@ -233,6 +233,7 @@ class CachingChatModel(BaseChatModel):
         is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
         ls_format = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
         parser: Runnable[Any, Any]
+        llm: Runnable[LanguageModelInput, AIMessage]
         if method == "json_mode":
             llm = self.bind(response_format={"type": "json_object"}, ls_structured_output_format=ls_format)
             parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]

@@ -15,7 +15,8 @@ __all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "ChatProvider", "GLMProvider", "HTTPP
 class ChatProvider(Protocol):
     """What a framework adapter needs from a provider client."""
 
-    provider: str
+    @property
+    def provider(self) -> str: ...
 
     @property
     def price_provider(self) -> str: ...

@@ -42,7 +42,7 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
         base = min(self.initial_delay * (2**attempt), self.max_delay)
-        return base * (1 + self.jitter * random.random())
+        return float(base * (1 + self.jitter * random.random()))
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -1,0 +1,60 @@
+"""Test wiring: vcrpy cassettes that hold no secrets and replay host-agnostically.
+
+Cassettes live in tests/cassettes/ as readable YAML. Requests match on method, path and the exact
+body (our request bodies are canonical, so equal requests are equal bytes). When cassettes are
+recorded against the emulator (`python -m tests.record_cassettes`), loopback URLs are rewritten to
+the provider's real host so the cassettes replay against the default base URL.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+REAL_HOSTS = {"/api/paas/v4": "open.bigmodel.cn", "/v1beta": "generativelanguage.googleapis.com"}
+_KEEP_RESPONSE_HEADERS = {"content-type"}
+_SECRET_REQUEST_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+
+
+def _real_url(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.hostname not in ("127.0.0.1", "localhost"):
+        return uri
+    for prefix, host in REAL_HOSTS.items():
+        if parts.path.startswith(prefix):
+            return urlunsplit(("https", host, parts.path, parts.query, ""))
+    return uri
+
+
+def _scrub_request(request: Any) -> Any:
+    request.uri = _real_url(request.uri)
+    for name in list(request.headers):
+        if name.lower() in _SECRET_REQUEST_HEADERS:
+            request.headers[name] = "REDACTED"
+    return request
+
+
+def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    response["headers"] = {k: v for k, v in response["headers"].items() if k.lower() in _KEEP_RESPONSE_HEADERS}
+    return response
+
+
+@pytest.fixture(scope="session")
+def vcr_config() -> dict[str, Any]:
+    return {
+        "filter_headers": [(h, "REDACTED") for h in _SECRET_REQUEST_HEADERS],
+        "filter_query_parameters": [("key", "REDACTED")],
+        "before_record_request": _scrub_request,
+        "before_record_response": _scrub_response,
+        "match_on": ["method", "path", "query", "raw_body"],
+        "allow_playback_repeats": True,
+        "decode_compressed_response": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
+    return os.path.join(os.path.dirname(__file__), "cassettes", request.module.__name__.split(".")[-1])
