@@ -1,0 +1,57 @@
+"""A local, deterministic fake of the Zhipu GLM, OpenAI-compatible and Gemini HTTP APIs.
+
+It reproduces the providers' wire formats *and their caching rules* (implicit prefix caching with
+per-provider minimums, granularity and TTL; Gemini ``cachedContents`` with their exact errors), so
+caching code can be tested, demoed and benchmarked offline. Three ways to run it::
+
+    emu = Emulator()
+    httpx.Client(transport=emu.transport(), base_url="http://emulator/api/paas/v4")  # in-process
+    httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.asgi_app), ...)        # ASGI
+    with emu.serve() as server:                                                      # real loopback HTTP
+        ChatOpenAI(base_url=server.openai_base_url, api_key="test")
+
+Token counts come from the emulator's own approximate tokenizer (``count_tokens``: words, numbers and
+single punctuation characters; whitespace is free), not from any real vocabulary. Replies are scripted
+from the request and identical on every run; tool calls are synthesised from the tools' JSON schemas.
+
+Caching is decided on one prompt text per request, rendered from the JSON as received, segments joined
+by newlines: a ``<|tools|>`` segment (each tool ``json.dumps``-ed in the order and key order sent), then
+one segment per message (``<|system|>``, ``<|user|>``, ``<|assistant|>`` + text and tool calls,
+``<|tool|>`` + tool_call_id + result; Gemini: tools, toolConfig, ``<|system|>``, then ``<|user|>`` /
+``<|model|>`` contents), then the generation marker (``<|assistant|>`` / ``<|model|>``). The cached
+tokens of a request are the longest prefix (snapped to a token boundary) shared with an earlier prompt
+of the same API key and model that is still within the TTL, after the endpoint's ``CacheRules``.
+
+Errors to inject (``Emulator.inject_fault``) with the providers' real bodies are in
+``cache_integrations.testing.faults`` (``glm_rate_limit()``, ``gemini_unavailable()``, ...).
+"""
+
+from __future__ import annotations
+
+from ._http import EmulatorResponse
+from ._server import RunningServer
+from .clock import Clock, FakeClock, SystemClock
+from .emulator import Emulator, EmulatorCounters, RecordedRequest
+from .faults import Endpoint, Fault
+from .rules import GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
+from .tokenizer import Tokenizer, count_tokens, tokenize
+
+__all__ = [
+    "GEMINI_RULES",
+    "GLM_RULES",
+    "OPENAI_RULES",
+    "CacheRules",
+    "Clock",
+    "Emulator",
+    "EmulatorCounters",
+    "EmulatorResponse",
+    "Endpoint",
+    "FakeClock",
+    "Fault",
+    "RecordedRequest",
+    "RunningServer",
+    "SystemClock",
+    "Tokenizer",
+    "count_tokens",
+    "tokenize",
+]

@@ -1,0 +1,515 @@
+"""The emulator core: state, routing, counters, fault injection and the request log.
+
+``Emulator.handle`` is framework-free (method, path, query, headers, body in; ``EmulatorResponse``
+out). The ASGI app, the httpx transport and the uvicorn server are thin adapters around it, so all
+three run modes behave identically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._chat import glm_error, handle_chat, handle_openai_models, openai_error
+from ._context import RequestContext
+from ._gemini import (
+    CachedContent,
+    google_error,
+    handle_cache_create,
+    handle_cache_item,
+    handle_cache_list,
+    handle_count_tokens,
+    handle_generate,
+    handle_models,
+)
+from ._http import EmulatorResponse, json_response
+from ._prefix import PrefixCache
+from ._synth import digest, encode
+from .clock import Clock, SystemClock
+from .faults import Endpoint, Fault, default_error_body
+from .rules import GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
+from .tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from ._asgi import EmulatorASGIApp
+    from ._server import RunningServer
+    from ._transport import EmulatorTransport
+
+__all__ = ["Emulator", "EmulatorCounters", "RecordedRequest"]
+
+_GEMINI_MODEL_RE = re.compile(
+    r"^/v1beta/(?:models|tunedModels)/([^/:]+):(generateContent|streamGenerateContent|countTokens)$"
+)
+_GEMINI_CACHE_RE = re.compile(r"^/v1beta/cachedContents/([^/:]+)$")
+_GEMINI_MODEL_INFO_RE = re.compile(r"^/v1beta/models/([^/:]+)$")
+_GLM_CHAT_PATHS = ("/api/paas/v4/chat/completions", "/api/coding/paas/v4/chat/completions")
+_REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class EmulatorCounters:
+    """A snapshot of what the emulator served since construction or ``reset_counters()``.
+
+    ``cached_tokens_implicit`` sums reported implicit prefix hits (all endpoints);
+    ``cached_tokens_explicit`` sums ``cachedContentTokenCount`` served from Gemini ``cachedContents``.
+    ``errors_injected`` counts fault-injected answers; ``error_responses`` every 4xx/5xx answer.
+    """
+
+    requests_total: int = 0
+    requests_by_endpoint: Mapping[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens_implicit: int = 0
+    cached_tokens_explicit: int = 0
+    implicit_cache_hits: int = 0
+    generate_calls: int = 0
+    caches_created: int = 0
+    caches_deleted: int = 0
+    caches_expired: int = 0
+    caches_alive: int = 0
+    errors_injected: int = 0
+    error_responses: int = 0
+
+    @property
+    def cached_tokens(self) -> int:
+        """Implicit plus explicit cached tokens."""
+        return self.cached_tokens_implicit + self.cached_tokens_explicit
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the emulator saw it (API keys redacted), with the status it answered."""
+
+    seq: int
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    endpoint: Endpoint | None
+    model: str | None
+    body: Any
+    status: int
+
+
+@dataclass
+class _ArmedFault:
+    fault: Fault
+    remaining: int
+
+
+def _endpoint_of(path: str) -> Endpoint | None:
+    if path.startswith(("/api/paas/", "/api/coding/paas/")):
+        return "glm"
+    if path.startswith("/v1beta/") or path == "/v1beta":
+        return "gemini"
+    if path.startswith("/v1/"):
+        return "openai"
+    return None
+
+
+class Emulator:
+    """A local fake of Zhipu GLM, OpenAI-compatible and Gemini HTTP APIs with their caching rules.
+
+    Routes: ``POST /api/paas/v4/chat/completions`` (also ``/api/coding/paas/v4/...``),
+    ``POST /v1/chat/completions``, ``GET /v1/models``, and Gemini's ``/v1beta/models/{m}:generateContent``,
+    ``:streamGenerateContent``, ``:countTokens`` and ``/v1beta/cachedContents[/{id}]``.
+
+    Knobs are plain attributes and may be changed between requests: ``latency`` (seconds before each
+    answer), ``stream_chunk_delay`` (seconds between stream chunks), ``stream_tokens_per_chunk``,
+    ``glm_usage_chunk`` (``"finish"``: usage on the finish_reason chunk; ``"separate"``: an extra
+    ``choices: []`` chunk), ``glm_prompt_tokens_details`` (``False`` omits ``prompt_tokens_details`` as
+    older GLM models did), ``api_keys`` (``None`` accepts any non-empty key).
+
+    Caching: ``glm_rules`` / ``openai_rules`` / ``gemini_rules`` per endpoint, ``model_rules`` per model
+    name; ``max_implicit_entries`` bounds remembered prompts (oldest evicted first);
+    ``gemini_cache_min_tokens`` is the explicit-cache minimum (an int, or model -> int with ``"*"`` as
+    the fallback); explicit caches live ``gemini_default_cache_ttl`` seconds unless told otherwise.
+    All expiry reads ``clock`` (pass a ``FakeClock`` to jump past TTLs).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        glm_rules: CacheRules = GLM_RULES,
+        openai_rules: CacheRules = OPENAI_RULES,
+        gemini_rules: CacheRules = GEMINI_RULES,
+        model_rules: Mapping[str, CacheRules] | None = None,
+        gemini_cache_min_tokens: int | Mapping[str, int] = 1024,
+        gemini_default_cache_ttl: float = 3600.0,
+        glm_usage_chunk: Literal["finish", "separate"] = "finish",
+        glm_prompt_tokens_details: bool = True,
+        latency: float = 0.0,
+        stream_chunk_delay: float = 0.0,
+        stream_tokens_per_chunk: int = 4,
+        api_keys: Collection[str] | None = None,
+        max_implicit_entries: int = 1000,
+        request_log_size: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.glm_rules = glm_rules
+        self.openai_rules = openai_rules
+        self.gemini_rules = gemini_rules
+        self.model_rules: dict[str, CacheRules] = dict(model_rules or {})
+        self.gemini_cache_min_tokens = gemini_cache_min_tokens
+        self.gemini_default_cache_ttl = gemini_default_cache_ttl
+        self.glm_usage_chunk: Literal["finish", "separate"] = glm_usage_chunk
+        self.glm_prompt_tokens_details = glm_prompt_tokens_details
+        self.latency = latency
+        self.stream_chunk_delay = stream_chunk_delay
+        self.stream_tokens_per_chunk = max(1, stream_tokens_per_chunk)
+        self.api_keys: frozenset[str] | None = frozenset(api_keys) if api_keys is not None else None
+        self.seed = seed
+        self.openai_models: list[str] = ["gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini"]
+        self.gemini_models: list[str] = ["gemini-2.0-flash", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash"]
+        self.tokenizer = Tokenizer()
+        self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._cache_seq = 0
+        self._caches: dict[str, CachedContent] = {}
+        self._faults: list[_ArmedFault] = []
+        self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
+        self._c: dict[str, Any] = {}
+        self.reset_counters()
+
+    # ------------------------------------------------------------------------------------- core entry
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+    ) -> EmulatorResponse:
+        """Answer one HTTP request. Thread-safe; never sleeps (latency is left to the serving layer)."""
+        method = method.upper()
+        path = path.rstrip("/") or "/"
+        lowered = {k.lower(): v for k, v in (headers or {}).items()}
+        with self._lock:
+            self._seq += 1
+            ctx = RequestContext(
+                method=method,
+                path=path,
+                query=dict(query or {}),
+                headers=lowered,
+                body=body,
+                seq=self._seq,
+                now=self.clock.time(),
+                mono=self.clock.monotonic(),
+                endpoint=_endpoint_of(path),
+            )
+            self._c["requests_total"] += 1
+            by_endpoint: dict[str, int] = self._c["requests_by_endpoint"]
+            label = ctx.endpoint or "unknown"
+            by_endpoint[label] = by_endpoint.get(label, 0) + 1
+            response = self._take_fault(ctx)
+            if response is None:
+                response = self._route(ctx)
+                response = self._maybe_cut(ctx, response)
+            if response.status >= 400:
+                self._c["error_responses"] += 1
+            response.delay = self.latency
+            response.chunk_delay = self.stream_chunk_delay
+            self._log.append(self._record(ctx, response.status))
+            return response
+
+    def _route(self, ctx: RequestContext) -> EmulatorResponse:
+        path, method = ctx.path, ctx.method
+        if path in _GLM_CHAT_PATHS:
+            return handle_chat(self, ctx, "glm") if method == "POST" else self._not_found(ctx)
+        if path == "/v1/chat/completions":
+            return handle_chat(self, ctx, "openai") if method == "POST" else self._not_found(ctx)
+        if path == "/v1/models" and method == "GET":
+            return handle_openai_models(self, ctx)
+        m = _GEMINI_MODEL_RE.match(path)
+        if m and method == "POST":
+            model, action = m.group(1), m.group(2)
+            if action == "countTokens":
+                return handle_count_tokens(self, ctx, model)
+            return handle_generate(self, ctx, model, action)
+        if path == "/v1beta/cachedContents":
+            if method == "POST":
+                return handle_cache_create(self, ctx)
+            if method == "GET":
+                return handle_cache_list(self, ctx)
+        m = _GEMINI_CACHE_RE.match(path)
+        if m and method in ("GET", "PATCH", "DELETE"):
+            return handle_cache_item(self, ctx, m.group(1))
+        if path == "/v1beta/models" and method == "GET":
+            return handle_models(self, ctx, None)
+        m = _GEMINI_MODEL_INFO_RE.match(path)
+        if m and method == "GET":
+            return handle_models(self, ctx, m.group(1))
+        return self._not_found(ctx)
+
+    @staticmethod
+    def _not_found(ctx: RequestContext) -> EmulatorResponse:
+        message = f"No route for {ctx.method} {ctx.path} in the cache_integrations emulator."
+        if ctx.endpoint == "gemini":
+            return google_error(404, message, "NOT_FOUND")
+        if ctx.endpoint == "openai":
+            return openai_error(404, message, code="not_found")
+        if ctx.endpoint == "glm":
+            return glm_error(404, "404", message)
+        return json_response(404, {"error": {"code": 404, "message": message}}, "application/json")
+
+    def _record(self, ctx: RequestContext, status: int) -> RecordedRequest:
+        headers = dict(ctx.headers)
+        for secret in ("authorization", "x-goog-api-key", "api-key", "x-api-key"):
+            if secret in headers:
+                headers[secret] = _REDACTED
+        query = dict(ctx.query)
+        if "key" in query:
+            query["key"] = _REDACTED
+        return RecordedRequest(
+            seq=ctx.seq,
+            method=ctx.method,
+            path=ctx.path,
+            query=query,
+            headers=headers,
+            endpoint=ctx.endpoint,
+            model=ctx.model,
+            body=ctx.parsed,
+            status=status,
+        )
+
+    # ------------------------------------------------------------------------------ helpers for handlers
+
+    def rules_for(self, endpoint: Endpoint, model: str) -> CacheRules:
+        """The implicit-cache rule set for ``model`` on ``endpoint`` (per-model overrides win)."""
+        if model in self.model_rules:
+            return self.model_rules[model]
+        return {"glm": self.glm_rules, "openai": self.openai_rules, "gemini": self.gemini_rules}[endpoint]
+
+    def gemini_cache_min_tokens_for(self, model: str) -> int:
+        """Minimum ``totalTokenCount`` for creating an explicit cache on ``model``."""
+        if isinstance(self.gemini_cache_min_tokens, int):
+            return self.gemini_cache_min_tokens
+        return int(self.gemini_cache_min_tokens.get(model, self.gemini_cache_min_tokens.get("*", 1024)))
+
+    def _record_usage(self, endpoint: Endpoint, prompt: int, implicit: int, completion: int, *, explicit: int) -> None:
+        self._c["prompt_tokens"] += prompt
+        self._c["completion_tokens"] += completion
+        self._c["cached_tokens_implicit"] += implicit
+        self._c["cached_tokens_explicit"] += explicit
+        if implicit:
+            self._c["implicit_cache_hits"] += 1
+
+    def _count_generate_call(self) -> None:
+        self._c["generate_calls"] += 1
+
+    def _new_cache_id(self) -> str:
+        self._cache_seq += 1
+        return encode(digest("cached-content", self.seed, self._cache_seq), "abcdefghijklmnopqrstuvwxyz0123456789", 40)
+
+    def _store_cached_content(self, cache: CachedContent) -> None:
+        with self._lock:
+            cache.order = self._cache_seq
+            self._caches[cache.name] = cache
+            self._c["caches_created"] += 1
+
+    def _purge_expired(self) -> None:
+        now_ns = int(self.clock.time() * 1_000_000_000)
+        for name in [n for n, c in self._caches.items() if c.expire_ns <= now_ns]:
+            self._remove_cached_content(name, reason="expired")
+
+    def _lookup_cached_content(self, name: str) -> CachedContent | None:
+        with self._lock:
+            self._purge_expired()
+            return self._caches.get(name)
+
+    def _alive_cached_contents(self) -> list[CachedContent]:
+        with self._lock:
+            self._purge_expired()
+            return sorted(self._caches.values(), key=lambda c: c.order)
+
+    def _remove_cached_content(self, name: str, *, reason: Literal["deleted", "expired"]) -> bool:
+        with self._lock:
+            if self._caches.pop(name, None) is None:
+                return False
+            self._c["caches_deleted" if reason == "deleted" else "caches_expired"] += 1
+            return True
+
+    # ------------------------------------------------------------------------------------------ faults
+
+    def inject_fault(
+        self,
+        status: int | Fault = 429,
+        *,
+        times: int = 1,
+        body: Mapping[str, Any] | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        endpoint: Endpoint | None = None,
+        path_prefix: str | None = None,
+        method: str | None = None,
+    ) -> Fault:
+        """Answer the next ``times`` matching requests with an error instead of serving them.
+
+        Pass a status (the endpoint's realistic body is used unless ``body`` is given) or a ``Fault``
+        from ``cache_integrations.testing.faults`` (e.g. ``glm_rate_limit()``); keyword arguments
+        override the fault's fields. Faults are consumed in injection order.
+        """
+        base = status if isinstance(status, Fault) else Fault(status=status)
+        fault = Fault(
+            status=base.status,
+            body=body if body is not None else base.body,
+            headers=dict(headers) if headers is not None else dict(base.headers),
+            endpoint=endpoint if endpoint is not None else base.endpoint,
+            path_prefix=path_prefix if path_prefix is not None else base.path_prefix,
+            method=method if method is not None else base.method,
+            cut_stream_after=base.cut_stream_after,
+        )
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        with self._lock:
+            self._faults.append(_ArmedFault(fault, times))
+        return fault
+
+    def clear_faults(self) -> None:
+        """Drop all pending faults."""
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def pending_faults(self) -> int:
+        """How many fault answers are still armed."""
+        with self._lock:
+            return sum(a.remaining for a in self._faults)
+
+    def _consume(self, predicate: Callable[[Fault], bool]) -> Fault | None:
+        for armed in self._faults:
+            if predicate(armed.fault):
+                armed.remaining -= 1
+                if armed.remaining <= 0:
+                    self._faults.remove(armed)
+                return armed.fault
+        return None
+
+    def _take_fault(self, ctx: RequestContext) -> EmulatorResponse | None:
+        fault = self._consume(lambda f: f.cut_stream_after is None and f.matches(ctx.endpoint, ctx.method, ctx.path))
+        if fault is None:
+            return None
+        self._c["errors_injected"] += 1
+        with contextlib.suppress(ValueError):  # keep the body in the request log even though we refuse it
+            ctx.parsed = json.loads(ctx.body) if ctx.body else None
+            if isinstance(ctx.parsed, Mapping) and isinstance(ctx.parsed.get("model"), str):
+                ctx.model = ctx.parsed["model"]
+        if isinstance(fault.body, bytes):
+            response = EmulatorResponse(fault.status, {"content-type": "application/json"}, fault.body)
+        else:
+            payload = fault.body if fault.body is not None else default_error_body(ctx.endpoint, fault.status)
+            response = json_response(fault.status, payload, "application/json; charset=UTF-8")
+        response.headers.update(fault.headers)
+        return response
+
+    def _maybe_cut(self, ctx: RequestContext, response: EmulatorResponse) -> EmulatorResponse:
+        if response.stream is None or response.status != 200:
+            return response
+        fault = self._consume(
+            lambda f: f.cut_stream_after is not None and f.matches(ctx.endpoint, ctx.method, ctx.path)
+        )
+        if fault is None or fault.cut_stream_after is None:
+            return response
+        self._c["errors_injected"] += 1
+        response.stream = list(response.stream)[: fault.cut_stream_after]
+        return response
+
+    # ------------------------------------------------------------------------------- caches & counters
+
+    def evict_all(self, *, explicit: bool = False) -> None:
+        """Drop every implicit prefix cache (and, with ``explicit=True``, every Gemini cachedContent)."""
+        with self._lock:
+            self._prefix_cache.clear()
+            if explicit:
+                for name in list(self._caches):
+                    self._remove_cached_content(name, reason="deleted")
+
+    def delete_cached_content(self, name: str) -> bool:
+        """Delete a Gemini cache server-side (as expiry or another process would); ``True`` if it existed.
+
+        Later use of the name answers 403 ``CachedContent not found``, which recovery code must handle.
+        ``name`` may be ``cachedContents/<id>`` or the bare id.
+        """
+        if not name.startswith("cachedContents/"):
+            name = f"cachedContents/{name}"
+        return self._remove_cached_content(name, reason="deleted")
+
+    def cached_content_names(self) -> list[str]:
+        """Names of the Gemini caches currently alive, oldest first."""
+        return [c.name for c in self._alive_cached_contents()]
+
+    @property
+    def implicit_cache_entries(self) -> int:
+        """Number of prompts currently remembered for implicit prefix caching."""
+        with self._lock:
+            return len(self._prefix_cache)
+
+    @property
+    def counters(self) -> EmulatorCounters:
+        """A snapshot of the counters."""
+        with self._lock:
+            self._purge_expired()
+            values = dict(self._c)
+            values["requests_by_endpoint"] = dict(values["requests_by_endpoint"])
+            values["caches_alive"] = len(self._caches)
+            return EmulatorCounters(**values)
+
+    def reset_counters(self) -> None:
+        """Zero every counter (caches and the request log are kept)."""
+        with self._lock:
+            self._c = {
+                name: 0
+                for name in EmulatorCounters.__dataclass_fields__
+                if name not in ("requests_by_endpoint", "caches_alive")
+            }
+            self._c["requests_by_endpoint"] = {}
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The most recent requests (up to ``request_log_size``), oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def last_request(self) -> RecordedRequest | None:
+        with self._lock:
+            return self._log[-1] if self._log else None
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    # -------------------------------------------------------------------------------------- run modes
+
+    @property
+    def asgi_app(self) -> EmulatorASGIApp:
+        """An ASGI 3 application serving this emulator (streams SSE with ``more_body``)."""
+        from ._asgi import EmulatorASGIApp
+
+        return EmulatorASGIApp(self)
+
+    def transport(self) -> EmulatorTransport:
+        """An httpx transport for both ``httpx.Client`` and ``httpx.AsyncClient``; no sockets involved."""
+        from ._transport import EmulatorTransport
+
+        return EmulatorTransport(self)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> AbstractContextManager[RunningServer]:
+        """Run the emulator with uvicorn in a background thread (``port=0`` picks a free port).
+
+        ``with emu.serve() as server: ...`` yields a ``RunningServer`` with ``url`` and per-API base URLs;
+        the server stops when the block exits. Needs the optional ``uvicorn`` dependency.
+        """
+        from ._server import serve
+
+        return serve(self, host=host, port=port)
