@@ -22,7 +22,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint $(STAMP)
-	$(BIN)/python -m pytest -q --record-mode=none --block-network
+	$(BIN)/python -m pytest -q --record-mode=none --block-network --allowed-hosts=127.0.0.1,localhost --benchmark-disable
 
 demo: $(STAMP)
 	$(BIN)/python -m cache_integrations.demo

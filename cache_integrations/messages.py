@@ -142,9 +142,12 @@ class ChatResponse:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallChunk:
-    """A piece of a streamed tool call; pieces with the same `index` concatenate."""
+    """A piece of a streamed tool call; pieces with the same `index` concatenate.
 
-    index: int
+    A call that arrived whole has ``index=None``.
+    """
+
+    index: int | None
     id: str | None = None
     name: str | None = None
     arguments: str | None = None

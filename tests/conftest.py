@@ -9,6 +9,7 @@ the provider's real host so the cassettes replay against the default base URL.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,6 +43,19 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _body_without_uuids(r1: Any, r2: Any) -> None:
+    """Exact body match, except random UUIDs (tests build few-shot tool calls with uuid4 ids)."""
+    b1, b2 = (_UUID.sub(b"<uuid>", r.body or b"") for r in (r1, r2))
+    assert b1 == b2, "request bodies differ"
+
+
+def pytest_recording_configure(config: Any, vcr: Any) -> None:
+    vcr.register_matcher("body_without_uuids", _body_without_uuids)
+
+
 @pytest.fixture(scope="session")
 def vcr_config() -> dict[str, Any]:
     return {
@@ -49,7 +63,7 @@ def vcr_config() -> dict[str, Any]:
         "filter_query_parameters": [("key", "REDACTED")],
         "before_record_request": _scrub_request,
         "before_record_response": _scrub_response,
-        "match_on": ["method", "path", "query", "raw_body"],
+        "match_on": ["method", "path", "query", "body_without_uuids"],
         "allow_playback_repeats": True,
         "decode_compressed_response": True,
     }

@@ -27,6 +27,7 @@ from ..errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    ProviderConnectionError,
     ProviderError,
     RateLimitError,
     ServerError,
@@ -270,6 +271,18 @@ def parse_response(data: Mapping[str, Any], fingerprint: str | None = None) -> C
     )
 
 
+def _tool_call_chunk(raw: Mapping[str, Any]) -> ToolCallChunk:
+    """A streamed tool call. GLM sends each call whole (unless ``tool_stream`` is on); a whole call
+    carries no index, so frameworks never merge it with another block that happens to share one."""
+    fn = raw.get("function") or {}
+    args = fn.get("arguments")
+    whole = bool(raw.get("id") and fn.get("name")) and not tool_call_from_wire("", "", args).error
+    if isinstance(args, str) and not args.strip():
+        whole = False
+    index = None if whole else int(raw.get("index") or 0)
+    return ToolCallChunk(index=index, id=raw.get("id"), name=fn.get("name"), arguments=args)
+
+
 class StreamParser:
     """Turns GLM SSE `data` payloads into `StreamChunk`s; `finish()` yields the single final chunk.
 
@@ -277,10 +290,11 @@ class StreamParser:
     ``choices: []`` chunk), the last non-null one winning, and reported only on the final chunk.
     """
 
-    __slots__ = ("_fingerprint", "_finish_reason", "_id", "_model", "_raw_usage")
+    __slots__ = ("_done", "_fingerprint", "_finish_reason", "_id", "_model", "_raw_usage")
 
     def __init__(self, fingerprint: str | None = None) -> None:
         self._fingerprint = fingerprint
+        self._done = False
         self._finish_reason: str | None = None
         self._raw_usage: Mapping[str, Any] | None = None
         self._model: str | None = None
@@ -288,6 +302,7 @@ class StreamParser:
 
     def feed(self, data: str) -> StreamChunk | None:
         if data == "[DONE]":
+            self._done = True
             return None
         event = json.loads(data)
         if "error" in event:  # an error delivered inside the stream
@@ -305,20 +320,18 @@ class StreamParser:
         delta = choice.get("delta") or {}
         text = delta.get("content") or ""
         reasoning = delta.get("reasoning_content") or ""
-        tool_chunks = tuple(
-            ToolCallChunk(
-                index=int(tc.get("index") or 0),
-                id=tc.get("id"),
-                name=(tc.get("function") or {}).get("name"),
-                arguments=(tc.get("function") or {}).get("arguments"),
-            )
-            for tc in delta.get("tool_calls") or ()
-        )
+        tool_chunks = tuple(_tool_call_chunk(tc) for tc in delta.get("tool_calls") or ())
         if not (text or reasoning or tool_chunks):
             return None
         return StreamChunk(text=text, reasoning=reasoning, tool_call_chunks=tool_chunks)
 
     def finish(self) -> StreamChunk:
+        if not self._done and self._finish_reason is None:
+            # The connection closed mid-answer: the text is incomplete and usage was never sent.
+            raise ProviderConnectionError(
+                "zhipuai: the stream ended before the answer finished (no finish_reason, no [DONE])",
+                provider="zhipuai",
+            )
         return StreamChunk(
             final=True,
             finish_reason=self._finish_reason,

@@ -163,13 +163,16 @@ def pick_tool(names: Sequence[str], user_text: str) -> str:
     return names[0]
 
 
+_QUOTED_RE = re.compile(r"(?<!\w)'([^'\n]{1,80})'(?!\w)|(?<!\w)\"([^\"\n]{1,80})\"(?!\w)|“([^”\n]{1,80})”")
+
+
 class ArgumentSynthesizer:
     """Builds a value satisfying a JSON schema, seeded from the user's words and numbers.
 
-    Strings take words from the user text (capitalised words first, so "weather in Florence" gives
-    ``"Florence"``), numbers take the numbers the user wrote, then small counters. Only required
-    properties are filled. ``$ref``/``anyOf``/``allOf`` are followed with a depth limit so recursive
-    schemas terminate.
+    Strings take quoted phrases from the user text, then its words (capitalised words first, so
+    "weather in Florence" gives ``"Florence"``), numbers take the numbers the user wrote, then small
+    counters. Only required properties are filled. ``$ref``/``anyOf``/``allOf`` are followed with a
+    depth limit so recursive schemas terminate.
     """
 
     MAX_DEPTH = 8
@@ -182,7 +185,9 @@ class ArgumentSynthesizer:
         first_word = first.group(0) if first else ""
         capital = [w for w in words if w[:1].isupper() and w != first_word]
         rest = [w for w in words if w not in capital]
-        self._words: list[str] = list(dict.fromkeys(capital + rest))
+        # A quoted phrase is what a user most often means as a value ("a customer named 'ACME'").
+        quoted = [q for groups in _QUOTED_RE.findall(user_text) for q in groups if q]
+        self._words: list[str] = list(dict.fromkeys(quoted + capital + rest))
         self._numbers: list[str] = _NUMBER_RE.findall(user_text)
         self._word_i = 0
         self._num_i = 0

@@ -116,7 +116,7 @@ def test_streamed_tool_calls_arrive_as_chunks() -> None:
     chunk = parser.feed(_chunk({"tool_calls": [call]}))
     assert chunk is not None
     (tc,) = chunk.tool_call_chunks
-    assert (tc.index, tc.id, tc.name, tc.arguments) == (1, "call_1", "add", '{"a":2,"b":3}')
+    assert (tc.index, tc.id, tc.name, tc.arguments) == (None, "call_1", "add", '{"a":2,"b":3}')
 
 
 PROVIDER = GLMProvider(api_key=SecretStr("sk-secret-value"))
@@ -156,3 +156,13 @@ def test_error_bodies_map_to_typed_errors(
 def test_non_json_error_body_still_maps() -> None:
     err = PROVIDER.error_from_response(502, {}, b"<html>Bad gateway</html>")
     assert isinstance(err, ServerError) and "Bad gateway" in err.message
+
+
+def test_incremental_tool_call_pieces_keep_their_index() -> None:
+    parser = StreamParser()
+    first = parser.feed(
+        _chunk({"tool_calls": [{"id": "call_2", "index": 0, "function": {"name": "add", "arguments": '{"a"'}}]})
+    )
+    rest = parser.feed(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": ":2}"}}]}))
+    assert first is not None and rest is not None
+    assert first.tool_call_chunks[0].index == 0 and rest.tool_call_chunks[0].index == 0

@@ -1,0 +1,47 @@
+"""Re-record the GLM cassettes.
+
+By default against the project's emulator (GLM's wire format, served over loopback; URLs are
+rewritten to the real host in the cassettes). With ``--real`` against the real API, using
+``ZHIPUAI_API_KEY``. Authorization headers are redacted either way (see tests/conftest.py).
+
+    python -m tests.record_cassettes            # emulator
+    ZHIPUAI_API_KEY=... python -m tests.record_cassettes --real
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from cache_integrations.testing import Emulator
+
+TARGETS = ["tests/langchain/test_standard_integration.py", "tests/langchain/test_glm_cassettes.py"]
+
+
+def main() -> int:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *TARGETS,
+        "--record-mode=rewrite",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-disable",
+        "-q",
+    ]
+    env = dict(os.environ)
+    if "--real" in sys.argv:
+        if not env.get("ZHIPUAI_API_KEY"):
+            print("--real needs ZHIPUAI_API_KEY", file=sys.stderr)
+            return 2
+        return subprocess.call(cmd, env=env)
+    with Emulator().serve() as server:
+        env["ZHIPUAI_BASE_URL"] = server.glm_base_url
+        env["ZHIPUAI_API_KEY"] = "emulator-key"
+        return subprocess.call(cmd, env=env)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
