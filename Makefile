@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+LINT_DIRS := cache_integrations tests $(wildcard bench cookbook)
+
 lint: $(STAMP)
-	$(BIN)/ruff check cache_integrations tests bench cookbook
-	$(BIN)/ruff format --check cache_integrations tests bench cookbook
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
