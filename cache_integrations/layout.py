@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import InvalidRequestError
 from .messages import ChatRequest, Message, ToolDefinition
@@ -30,6 +30,7 @@ __all__ = [
     "apply_layout",
     "canonical_json",
     "fingerprint_chain",
+    "stable_order",
     "stable_prefix_length",
 ]
 
@@ -71,6 +72,22 @@ def _check_unique_tool_names(tools: Sequence[ToolDefinition]) -> None:
     for a, b in itertools.pairwise(tools):
         if a.name == b.name:
             raise InvalidRequestError(f"tools: two tool definitions are named {a.name!r}; names must be unique")
+
+
+_T = TypeVar("_T")
+
+
+def stable_order(items: Iterable[_T], key: Callable[[_T], Any]) -> list[_T]:
+    """Order retrieved context (documents, nodes) by a stable key, not by retrieval score.
+
+    A retriever returns the same documents in a different order for every question; sorted by a
+    stable key (an id, a source path) they form the same prefix every time, which the cache can serve.
+    Duplicates (same key) are kept once, at their first position in key order.
+    """
+    seen: dict[Any, _T] = {}
+    for item in items:
+        seen.setdefault(key(item), item)
+    return [seen[k] for k in sorted(seen)]
 
 
 def stable_prefix_length(messages: Sequence[Message]) -> int:

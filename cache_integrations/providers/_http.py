@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import socket
 import threading
 import time
 import weakref
@@ -27,6 +28,9 @@ from ..errors import ProviderConnectionError, ProviderError
 __all__ = ["HTTPProvider", "RetryPolicy"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+# httpcore writes a request's headers and body in separate sends; with Nagle's algorithm on, the body
+# can wait for the peer's delayed ACK of the headers (~40 ms). urllib3 and curl disable Nagle too.
+SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,9 @@ class HTTPProvider:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(timeout=self._timeout)
+                    self._client = httpx.Client(
+                        timeout=self._timeout, transport=httpx.HTTPTransport(socket_options=SOCKET_OPTIONS)
+                    )
         return self._client
 
     def _async_client(self) -> httpx.AsyncClient:
@@ -130,7 +136,9 @@ class HTTPProvider:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = httpx.AsyncClient(timeout=self._timeout)
+            client = httpx.AsyncClient(
+                timeout=self._timeout, transport=httpx.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS)
+            )
             self._async_clients[loop] = client
         return client
 

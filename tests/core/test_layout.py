@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cache_integrations import ChatRequest, InvalidRequestError, Message, ToolCall, ToolDefinition, apply_layout
-from cache_integrations.layout import fingerprint_chain, stable_prefix_length
+from cache_integrations.layout import fingerprint_chain, stable_order, stable_prefix_length
 from cache_integrations.providers.glm import encode_request
 
 WEATHER = ToolDefinition(
@@ -128,3 +128,9 @@ def test_unserializable_tool_schema_names_the_tool() -> None:
     bad = ToolDefinition("broken", "", {"type": "object", "default": object()})
     with pytest.raises(InvalidRequestError, match="tools is not JSON-serializable"):
         encode_request(_request([Message("user", "x")], (bad,)), stream=False)
+
+
+def test_stable_order_is_independent_of_retrieval_order() -> None:
+    docs = [("b", "beta"), ("a", "alpha"), ("c", "gamma"), ("a", "alpha")]
+    assert stable_order(docs, key=lambda d: d[0]) == [("a", "alpha"), ("b", "beta"), ("c", "gamma")]
+    assert stable_order(reversed(docs), key=lambda d: d[0]) == stable_order(docs, key=lambda d: d[0])

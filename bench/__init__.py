@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): cache efficiency per workload and per-call overhead."""
