@@ -14,6 +14,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CacheIntegrationsError",
+    "CachedContentNotFoundError",
+    "CachedContentTooSmallError",
     "ConfigurationError",
     "InsufficientBalanceError",
     "InvalidRequestError",
@@ -99,12 +101,51 @@ class BadRequestError(ProviderError):
     """HTTP 400: the provider rejected the request's content or parameters."""
 
 
+class CachedContentTooSmallError(BadRequestError):
+    """Gemini refused to create a cache below the model's minimum size.
+
+    `total_token_count` and `min_total_token_count` are parsed from the provider's message, so the
+    caller learns the minimum for that model instead of hard-coding a table that keeps changing.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        total_token_count: int | None = None,
+        min_total_token_count: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.total_token_count = total_token_count
+        self.min_total_token_count = min_total_token_count
+        super().__init__(message, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild, args = ProviderError.__reduce__(self)
+        return (_restore_counts, (rebuild(*args), self.total_token_count, self.min_total_token_count))
+
+
+def _restore_counts(
+    err: CachedContentTooSmallError, total: int | None, minimum: int | None
+) -> CachedContentTooSmallError:
+    err.total_token_count, err.min_total_token_count = total, minimum
+    return err
+
+
 class AuthenticationError(ProviderError):
     """HTTP 401: the API key is missing, malformed or revoked."""
 
 
 class PermissionDeniedError(ProviderError):
     """HTTP 403."""
+
+
+class CachedContentNotFoundError(PermissionDeniedError):
+    """The referenced cache expired, was deleted or never existed.
+
+    Gemini answers 403 PERMISSION_DENIED "CachedContent not found (or permission denied)" (Vertex: 404).
+    A cache manager forgets the cache and recreates it; any other 403 is a real permission problem.
+    """
 
 
 class NotFoundError(ProviderError):

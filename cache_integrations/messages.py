@@ -62,6 +62,8 @@ class ToolCall:
     arguments: Mapping[str, Any]
     raw_arguments: str | None = None
     error: str | None = None
+    signature: str | None = None
+    """An opaque provider token that must travel back with the call (Gemini's thoughtSignature)."""
 
 
 @dataclass(frozen=True, slots=True)
