@@ -121,15 +121,8 @@ class CachedContentTooSmallError(BadRequestError):
         super().__init__(message, **kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        rebuild, args = ProviderError.__reduce__(self)
-        return (_restore_counts, (rebuild(*args), self.total_token_count, self.min_total_token_count))
-
-
-def _restore_counts(
-    err: CachedContentTooSmallError, total: int | None, minimum: int | None
-) -> CachedContentTooSmallError:
-    err.total_token_count, err.min_total_token_count = total, minimum
-    return err
+        state = {"total_token_count": self.total_token_count, "min_total_token_count": self.min_total_token_count}
+        return (*super().__reduce__(), state)
 
 
 class AuthenticationError(ProviderError):
