@@ -51,7 +51,8 @@ class CacheStats:
     """Totals for one model (or for all models, with ``model="*"``).
 
     Costs are ``None`` when no call of the model could be priced; `unpriced_calls` counts the calls
-    left out of the money columns, so a partial total is never mistaken for a complete one.
+    left out of the money columns, so a partial total is never mistaken for a complete one. `cost`
+    includes `storage_cost` (explicit-cache storage), so `saved` is net of storage.
     """
 
     model: str
@@ -61,8 +62,10 @@ class CacheStats:
     cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_storage_token_hours: float = 0.0
     cost: Decimal | None = None
     cost_without_caching: Decimal | None = None
+    storage_cost: Decimal | None = None
     unpriced_calls: int = 0
 
     @property
@@ -79,6 +82,7 @@ class CacheStats:
     def add(self, usage: Usage, cost: Cost | None) -> CacheStats:
         total = cost.total if cost is not None else None
         without = cost.without_caching if cost is not None else None
+        storage = cost.storage if cost is not None else None
         return CacheStats(
             model=self.model,
             calls=self.calls + 1,
@@ -87,8 +91,10 @@ class CacheStats:
             cache_write_tokens=self.cache_write_tokens + usage.cache_write_tokens,
             output_tokens=self.output_tokens + usage.output_tokens,
             reasoning_tokens=self.reasoning_tokens + usage.reasoning_tokens,
+            cache_storage_token_hours=self.cache_storage_token_hours + usage.cache_storage_token_hours,
             cost=_sum(self.cost, total),
             cost_without_caching=_sum(self.cost_without_caching, without),
+            storage_cost=_sum(self.storage_cost, storage),
             unpriced_calls=self.unpriced_calls + (0 if cost is not None else 1),
         )
 
@@ -101,8 +107,10 @@ class CacheStats:
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cache_storage_token_hours=self.cache_storage_token_hours + other.cache_storage_token_hours,
             cost=_sum(self.cost, other.cost),
             cost_without_caching=_sum(self.cost_without_caching, other.cost_without_caching),
+            storage_cost=_sum(self.storage_cost, other.storage_cost),
             unpriced_calls=self.unpriced_calls + other.unpriced_calls,
         )
 

@@ -3,6 +3,9 @@
 Conventions (the ones langchain-core, OpenTelemetry and most providers use):
 `input_tokens` includes cache reads and cache writes; `output_tokens` includes reasoning tokens.
 A provider that does not report cache reads yields ``cache_read_tokens == 0``.
+`cache_storage_token_hours` is explicit-cache storage booked by this call (Gemini bills cached
+tokens per hour they are kept): creating a cache books its tokens times its TTL, extending it books
+the added hours.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ class Usage:
     cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_storage_token_hours: float = 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -43,4 +47,5 @@ class Usage:
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cache_storage_token_hours=self.cache_storage_token_hours + other.cache_storage_token_hours,
         )

@@ -45,10 +45,38 @@ def test_override_prices_with_and_without_caching() -> None:
     book = PriceBook({"my-model": PRICES}, use_genai_prices=False)
     cost = book.cost(Usage(input_tokens=1_000_000, cache_read_tokens=600_000, output_tokens=100_000), "my-model")
     assert cost is not None
-    assert cost.input == Decimal("0.4") + Decimal("0.12")
-    assert cost.output == Decimal("0.4")
+    assert (cost.input, cost.cache_read, cost.output, cost.storage) == (
+        Decimal("0.4"),
+        Decimal("0.12"),
+        Decimal("0.4"),
+        Decimal(0),
+    )
     assert cost.without_caching == Decimal("1.4")
     assert cost.saved == Decimal("1.4") - Decimal("0.92")
+
+
+def test_storage_is_priced_and_saved_is_net_of_it() -> None:
+    prices = ModelPrices.of(input="0.30", output="2.50", cache_read="0.03", cache_storage_per_hour="1.00")
+    book = PriceBook({"gemini-2.5-flash": prices}, use_genai_prices=False)
+    # a 100k-token cache kept one hour, read once: storage 0.10, read 0.003 instead of 0.03
+    usage = Usage(input_tokens=100_000, cache_read_tokens=100_000, cache_storage_token_hours=100_000.0)
+    cost = book.cost(usage, "gemini-2.5-flash")
+    assert cost is not None and cost.storage == Decimal("0.1") and cost.cache_read == Decimal("0.003")
+    assert cost.saved == Decimal("0.03") - Decimal("0.103")  # one read does not pay for an hour of storage
+
+
+def test_storage_at_an_unknown_price_makes_the_call_unpriced() -> None:
+    book = PriceBook({"m": PRICES}, use_genai_prices=False)
+    assert book.cost(Usage(input_tokens=10, cache_storage_token_hours=5.0), "m") is None
+    assert book.cost(Usage(input_tokens=10), "m") is not None
+
+
+def test_gemini_storage_table_and_genai_prices() -> None:
+    book = PriceBook()
+    assert book.storage_price("gemini-2.5-pro", ("google",)) == Decimal("4.50")
+    assert book.storage_price("gemini-2.5-flash-lite", ("google",)) == Decimal("1.00")
+    unit = book.unit_prices("gemini-2.5-flash", ("google",))
+    assert unit is not None and unit[1] < unit[0]
 
 
 def test_genai_prices_lookup_discounts_cached_glm_tokens() -> None:
@@ -90,6 +118,7 @@ def test_ledger_is_exact_under_concurrency() -> None:
         28_000,
     )
     assert stats.hit_rate == 0.4
-    single = PRICES.cost(one)
+    single = PriceBook({"m": PRICES}, use_genai_prices=False).cost(one, "m")
+    assert single is not None
     assert stats.cost == single.total * 4000
     assert stats.saved == single.saved * 4000
