@@ -1,0 +1,7 @@
+"""Entry point of ``python -m cache_integrations.demo``."""
+
+from __future__ import annotations
+
+from ._cli import main
+
+raise SystemExit(main())
