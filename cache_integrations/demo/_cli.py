@@ -43,7 +43,7 @@ def _chat_model(model: str, **connection: Any) -> ChatGLM:
     the real API, and the output cap bounds a real run's cost. Neither changes what the cache does.
     """
     # mypy sees pydantic's aliases only; ChatGLM populates by field name too.
-    return ChatGLM(model=model, thinking="disabled", max_tokens=_MAX_TOKENS, **connection)  # type: ignore[call-arg]
+    return ChatGLM(model=model, thinking="disabled", max_tokens=_MAX_TOKENS, **connection)
 
 
 @contextmanager

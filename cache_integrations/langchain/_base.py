@@ -20,7 +20,7 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
 from ..errors import InvalidRequestError
 from ..messages import ChatRequest
@@ -41,12 +41,12 @@ _StructuredMethod = Literal["function_calling", "json_mode", "json_schema"]
 class CachingChatModel(BaseChatModel):
     """Base of the package's chat models. Not used directly."""
 
-    model: str = Field(alias="model_name")
+    model: str = Field(validation_alias=AliasChoices("model", "model_name"))
     """Model name sent to the provider."""
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = Field(default=None, alias="max_completion_tokens")
-    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    max_tokens: int | None = Field(default=None, validation_alias=AliasChoices("max_tokens", "max_completion_tokens"))
+    stop: list[str] | None = Field(default=None, validation_alias=AliasChoices("stop", "stop_sequences"))
     timeout: float | None = None
     """Seconds before a request times out (default: 600 s read, 10 s connect)."""
     max_retries: int = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from typing_extensions import Self
 
 from ..errors import ConfigurationError
@@ -36,12 +36,16 @@ class ChatGLM(CachingChatModel):
     Use ``base_url=ZAI_BASE_URL`` for the international Z.ai endpoint.
     """
 
-    model: str = Field(default="glm-4.7", alias="model_name")
+    model: str = Field(default="glm-4.7", validation_alias=AliasChoices("model", "model_name"))
     api_key: SecretStr | None = Field(
-        default_factory=secret_from_env("ZHIPUAI_API_KEY", default=None), alias="zhipuai_api_key"
+        default_factory=secret_from_env("ZHIPUAI_API_KEY", default=None),
+        validation_alias=AliasChoices("api_key", "zhipuai_api_key"),
     )
     """API key; read from ``ZHIPUAI_API_KEY`` when not given."""
-    base_url: str = Field(default_factory=from_env("ZHIPUAI_BASE_URL", default=GLM_BASE_URL), alias="api_base")
+    base_url: str = Field(
+        default_factory=from_env("ZHIPUAI_BASE_URL", default=GLM_BASE_URL),
+        validation_alias=AliasChoices("base_url", "api_base"),
+    )
     """``https://open.bigmodel.cn/api/paas/v4`` (default) or ``https://api.z.ai/api/paas/v4``."""
     thinking: Literal["enabled", "disabled"] | None = None
     """GLM-4.5+ thinking mode; None leaves the model's default."""
