@@ -140,6 +140,8 @@ class ChatResponse:
     id: str | None = None
     prefix_fingerprint: str | None = None
     raw_usage: Mapping[str, Any] | None = None
+    cache: Any = None
+    """The explicit cache used, as `cache_integrations.explicit.CacheUse` (None when none was)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +176,5 @@ class StreamChunk:
     id: str | None = None
     prefix_fingerprint: str | None = None
     raw_usage: Mapping[str, Any] | None = None
+    cache: Any = None
+    """On the final chunk: the explicit cache used, as `CacheUse` (None when none was)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import random
 import socket
 import threading
@@ -104,6 +105,14 @@ class HTTPProvider:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    @property
+    def credential_fingerprint(self) -> str:
+        """Identifies the credential and endpoint without revealing the key (namespaces caches)."""
+        digest = hashlib.sha256(b"cache-integrations/credential/v1\0")
+        digest.update(self._api_key.get_secret_value().encode())
+        digest.update(b"\0" + self.base_url.encode())
+        return digest.hexdigest()[:32]
 
     # -- what subclasses provide ---------------------------------------------------------------
 
