@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from ..errors import CachedContentNotFoundError, CachedContentTooSmallError, ProviderError
@@ -337,7 +338,7 @@ class ExplicitCacheManager:
             return 2  # prices unknown: cache as soon as the prefix is seen again
         full, cached = unit
         # n reads pay when n * (full - cached) > creation (full) + storage for one TTL
-        needed = (full + storage * (self.ttl / 3600)) / (full - cached)
+        needed = (full + storage * Decimal(self.ttl) / 3600) / (full - cached)
         return max(2, math.ceil(float(needed)))
 
     def _should_create(self, plan: _Plan, request: ChatRequest, now: float) -> bool:

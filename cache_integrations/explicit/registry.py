@@ -19,6 +19,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 __all__ = ["CacheEntry", "CacheRegistry", "MemoryRegistry", "SQLiteRegistry", "default_registry_path"]
 
@@ -191,13 +192,13 @@ class SQLiteRegistry(CacheRegistry):
     def __repr__(self) -> str:
         return f"SQLiteRegistry({str(self.path)!r})"
 
-    def _row(self, row: tuple[object, ...] | None) -> CacheEntry | None:
+    def _row(self, row: tuple[Any, ...] | None) -> CacheEntry | None:
         if row is None:
             return None
         ns, key, name, model, tokens, expire_at, created_at, last_used, uses, pinned = row
         return CacheEntry(
-            str(ns), str(key), str(name), str(model), int(tokens),  # type: ignore[call-overload]
-            float(expire_at), float(created_at), float(last_used), int(uses), bool(pinned),  # type: ignore[arg-type]
+            str(ns), str(key), str(name), str(model), int(tokens),
+            float(expire_at), float(created_at), float(last_used), int(uses), bool(pinned),
         )  # fmt: skip
 
     def get(self, namespace: str, key: str) -> CacheEntry | None:
