@@ -155,6 +155,7 @@ class ToolCallChunk:
     id: str | None = None
     name: str | None = None
     arguments: str | None = None
+    signature: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

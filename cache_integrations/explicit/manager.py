@@ -194,7 +194,8 @@ class CacheHandle:
     """An explicitly pinned context: a live provider cache the caller controls.
 
     Requests whose prefix equals the pinned one (same model, system, tools and cached turns, the
-    last cached turn marked as a cache point) are sent against this cache automatically.
+    last cached turn marked as a cache point) are sent against this cache automatically. Its
+    creation and storage (and any `refresh`) are reported on the next call that uses it.
     """
 
     def __init__(self, manager: ExplicitCacheManager, entry: CacheEntry, request: ChatRequest, created: bool) -> None:
@@ -203,6 +204,13 @@ class CacheHandle:
         self.request = request
         """The pinned prefix as a neutral request (system, tools, cached turns)."""
         self.created = created
+
+    def _current(self) -> CacheEntry:
+        """The entry as the registry has it now (requests may have extended the cache since)."""
+        latest: CacheEntry | None = self._manager._reg("get", self._entry.namespace, self._entry.key)
+        if latest is not None and latest.name == self._entry.name:
+            self._entry = latest
+        return self._entry
 
     @property
     def name(self) -> str:
@@ -222,7 +230,7 @@ class CacheHandle:
 
     @property
     def expire_time(self) -> datetime:
-        return datetime.fromtimestamp(self._entry.expire_at, timezone.utc)
+        return datetime.fromtimestamp(self._current().expire_at, timezone.utc)
 
     def __repr__(self) -> str:
         expires = self.expire_time.isoformat()
@@ -230,19 +238,21 @@ class CacheHandle:
 
     def refresh(self, ttl_seconds: float | None = None) -> CacheHandle:
         """Extend the cache to `ttl_seconds` (default: the manager's TTL) from now."""
-        self._entry = self._manager._extend(self._entry, ttl_seconds)
+        old = self._current()
+        self._entry = self._manager._refreshed_by_caller(old, self._manager._extend(old, ttl_seconds))
         return self
 
     async def arefresh(self, ttl_seconds: float | None = None) -> CacheHandle:
-        self._entry = await self._manager._aextend(self._entry, ttl_seconds)
+        old = self._current()
+        self._entry = self._manager._refreshed_by_caller(old, await self._manager._aextend(old, ttl_seconds))
         return self
 
     def delete(self) -> None:
         """Delete the provider cache now (storage stops being billed) and forget it."""
-        self._manager._delete_entry(self._entry)
+        self._manager._delete_entry(self._current())
 
     async def adelete(self) -> None:
-        await self._manager._adelete_entry(self._entry)
+        await self._manager._adelete_entry(self._current())
 
 
 class ExplicitCacheManager:
@@ -279,6 +289,18 @@ class ExplicitCacheManager:
         self._locks = _KeyedLocks()
         self._fallback = MemoryRegistry()
         self._registry_failed = False
+        # Writes and storage booked outside a model call (pin, handle.refresh), reported on the next
+        # call that uses the cache so handlers see every token and every hour the caller pays for.
+        self._unbooked: dict[str, tuple[int, float]] = {}
+        self._unbooked_lock = threading.Lock()
+
+    @property
+    def provider(self) -> str:
+        return self.client.provider
+
+    @property
+    def price_provider(self) -> str:
+        return self.client.price_provider
 
     # -- registry access that degrades instead of failing the user's call -----------------------
 
@@ -297,6 +319,22 @@ class ExplicitCacheManager:
             )
             self._registry_failed = True
             return getattr(self._fallback, method)(*args, **kwargs)
+
+    def _book_later(self, key: str, tokens: int, token_hours: float) -> None:
+        with self._unbooked_lock:
+            old_tokens, old_hours = self._unbooked.get(key, (0, 0.0))
+            self._unbooked[key] = (old_tokens + tokens, old_hours + token_hours)
+
+    def _with_unbooked(self, ticket: _Ticket) -> _Ticket:
+        with self._unbooked_lock:
+            tokens, hours = self._unbooked.pop(ticket.entry.key, (0, 0.0))
+        if not (tokens or hours):
+            return ticket
+        return replace(
+            ticket,
+            written_tokens=ticket.written_tokens + tokens,
+            storage_token_hours=ticket.storage_token_hours + hours,
+        )
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -429,6 +467,15 @@ class ExplicitCacheManager:
         self._reg("put", new)
         return new
 
+    def _pinned(self, ticket: _Ticket, prefix: ChatRequest) -> CacheHandle:
+        if ticket.created:
+            self._book_later(ticket.entry.key, ticket.written_tokens, ticket.storage_token_hours)
+        return CacheHandle(self, ticket.entry, prefix, created=ticket.created)
+
+    def _refreshed_by_caller(self, old: CacheEntry, new: CacheEntry) -> CacheEntry:
+        self._book_later(new.key, 0, max(new.expire_at - old.expire_at, 0.0) / 3600 * new.tokens)
+        return new
+
     def _maybe_extend(self, ticket: _Ticket, now: float) -> _Ticket:
         entry = ticket.entry
         if ticket.created or entry.expire_at - now > self.refresh_before:
@@ -446,7 +493,7 @@ class ExplicitCacheManager:
         entry = self._live(plan, now)
         if entry is not None:
             try:
-                return self._maybe_extend(_Ticket(entry), now)
+                return self._with_unbooked(self._maybe_extend(_Ticket(entry), now))
             except CachedContentNotFoundError:
                 self._reg("forget", self.namespace, plan.key, name=entry.name)
                 recovering = True
@@ -553,7 +600,7 @@ class ExplicitCacheManager:
         entry = self._live(plan, now)
         if entry is not None:
             try:
-                return await self._amaybe_extend(_Ticket(entry), now)
+                return self._with_unbooked(await self._amaybe_extend(_Ticket(entry), now))
             except CachedContentNotFoundError:
                 self._reg("forget", self.namespace, plan.key, name=entry.name)
                 recovering = True
@@ -628,7 +675,7 @@ class ExplicitCacheManager:
             return CacheHandle(self, entry, prefix, created=False)
         ticket = self._create(plan, prefix, layout)
         assert ticket is not None  # pinned creation raises instead of returning None
-        return CacheHandle(self, ticket.entry, prefix, created=ticket.created)
+        return self._pinned(ticket, prefix)
 
     async def apin(self, prefix: ChatRequest, *, layout: bool = True) -> CacheHandle:
         plan = self._plan(prefix, layout, pinned=True)
@@ -639,7 +686,7 @@ class ExplicitCacheManager:
             return CacheHandle(self, entry, prefix, created=False)
         ticket = await self._acreate(plan, prefix, layout)
         assert ticket is not None
-        return CacheHandle(self, ticket.entry, prefix, created=ticket.created)
+        return self._pinned(ticket, prefix)
 
     def _delete_entry(self, entry: CacheEntry) -> None:
         with contextlib.suppress(CachedContentNotFoundError):  # already gone: the goal is reached

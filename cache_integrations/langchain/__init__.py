@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from .callbacks import CacheUsageCallbackHandler, get_cache_usage_callback
 from .chat_models import ChatGLM
+from .gemini import ChatGemini, PinnedContext
 
-__all__ = ["CacheUsageCallbackHandler", "ChatGLM", "get_cache_usage_callback"]
+__all__ = ["CacheUsageCallbackHandler", "ChatGLM", "ChatGemini", "PinnedContext", "get_cache_usage_callback"]

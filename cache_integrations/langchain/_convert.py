@@ -175,11 +175,26 @@ def messages_from_langchain(messages: Sequence[BaseMessage]) -> tuple[Message, .
     return tuple(out)
 
 
+SIGNATURES_KEY = "tool_call_signatures"
+"""`additional_kwargs` key mapping tool-call ids to provider signatures (Gemini's thoughtSignature)."""
+
+
 def _tool_calls_from_ai(m: AIMessage) -> tuple[ToolCall, ...]:
-    calls = [ToolCall(tc.get("id") or "", tc["name"], tc.get("args") or {}) for tc in m.tool_calls]
+    signatures = m.additional_kwargs.get(SIGNATURES_KEY) or {}
+    calls = [
+        ToolCall(tc.get("id") or "", tc["name"], tc.get("args") or {}, signature=signatures.get(tc.get("id")))
+        for tc in m.tool_calls
+    ]
     # Invalid calls are part of the conversation the model saw: replay them as they were.
     calls.extend(
-        ToolCall(tc.get("id") or "", tc.get("name") or "", {}, tc.get("args") or "", tc.get("error") or "invalid")
+        ToolCall(
+            tc.get("id") or "",
+            tc.get("name") or "",
+            {},
+            tc.get("args") or "",
+            tc.get("error") or "invalid",
+            signatures.get(tc.get("id")),
+        )
         for tc in m.invalid_tool_calls
     )
     return tuple(calls)
@@ -233,21 +248,32 @@ def usage_to_langchain(usage: Usage) -> UsageMetadata:
     return meta
 
 
-def usage_from_langchain(meta: Mapping[str, Any]) -> Usage:
-    """Read any LangChain model's `usage_metadata` (so the handler works for every chat model)."""
+def usage_from_langchain(meta: Mapping[str, Any], response_metadata: Mapping[str, Any] | None = None) -> Usage:
+    """Read any LangChain model's `usage_metadata` (so the handler works for every chat model).
+
+    Explicit-cache storage booked by the call travels in ``response_metadata["cache"]``.
+    """
     inp = meta.get("input_token_details") or {}
     out = meta.get("output_token_details") or {}
+    cache = (response_metadata or {}).get("cache")
+    storage = float(cache.get("storage_token_hours") or 0.0) if isinstance(cache, Mapping) else 0.0
     return Usage(
         input_tokens=int(meta.get("input_tokens") or 0),
         cache_read_tokens=int(inp.get("cache_read") or 0),
         cache_write_tokens=int(inp.get("cache_creation") or 0),
         output_tokens=int(meta.get("output_tokens") or 0),
         reasoning_tokens=int(out.get("reasoning") or 0),
+        cache_storage_token_hours=storage,
     )
 
 
 def _response_metadata(
-    model: str | None, provider: str, finish_reason: str | None, rid: str | None, fingerprint: str | None
+    model: str | None,
+    provider: str,
+    finish_reason: str | None,
+    rid: str | None,
+    fingerprint: str | None,
+    cache: Any = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"model_name": model or "", "model_provider": provider}
     if finish_reason:
@@ -256,6 +282,8 @@ def _response_metadata(
         meta["id"] = rid
     if fingerprint:
         meta["prefix_fingerprint"] = fingerprint
+    if cache is not None:
+        meta["cache"] = cache.as_dict()  # name, tokens, expiry, created/extended/recovered, storage
     return meta
 
 
@@ -267,7 +295,9 @@ def ai_message_from_response(response: ChatResponse, provider: str) -> AIMessage
             invalid.append(invalid_tool_call(name=tc.name, args=tc.raw_arguments, id=tc.id, error=tc.error))
         else:
             calls.append(tool_call(name=tc.name, args=dict(tc.arguments), id=tc.id))
-    extra = {"reasoning_content": response.message.reasoning} if response.message.reasoning else {}
+    extra: dict[str, Any] = {"reasoning_content": response.message.reasoning} if response.message.reasoning else {}
+    if signatures := {tc.id: tc.signature for tc in response.message.tool_calls if tc.signature}:
+        extra[SIGNATURES_KEY] = signatures
     return AIMessage(
         content=response.message.text,
         additional_kwargs=extra,
@@ -275,7 +305,7 @@ def ai_message_from_response(response: ChatResponse, provider: str) -> AIMessage
         invalid_tool_calls=invalid,
         usage_metadata=usage_to_langchain(response.usage),
         response_metadata=_response_metadata(
-            response.model, provider, response.finish_reason, response.id, response.prefix_fingerprint
+            response.model, provider, response.finish_reason, response.id, response.prefix_fingerprint, response.cache
         ),
     )
 
@@ -287,13 +317,16 @@ def message_chunk_from_stream(chunk: StreamChunk, provider: str) -> AIMessageChu
             content="",
             usage_metadata=usage_to_langchain(chunk.usage or Usage()),
             response_metadata=_response_metadata(
-                chunk.model, provider, chunk.finish_reason, chunk.id, chunk.prefix_fingerprint
+                chunk.model, provider, chunk.finish_reason, chunk.id, chunk.prefix_fingerprint, chunk.cache
             ),
             chunk_position="last",
         )
+    extra: dict[str, Any] = {"reasoning_content": chunk.reasoning} if chunk.reasoning else {}
+    if signatures := {tc.id: tc.signature for tc in chunk.tool_call_chunks if tc.signature and tc.id}:
+        extra[SIGNATURES_KEY] = signatures
     return AIMessageChunk(
         content=chunk.text,
-        additional_kwargs={"reasoning_content": chunk.reasoning} if chunk.reasoning else {},
+        additional_kwargs=extra,
         tool_call_chunks=[
             tool_call_chunk(name=tc.name, args=tc.arguments, id=tc.id, index=tc.index) for tc in chunk.tool_call_chunks
         ],

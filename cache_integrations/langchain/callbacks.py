@@ -52,7 +52,7 @@ class CacheUsageCallbackHandler(BaseCallbackHandler):
             return
         meta = message.response_metadata
         model = meta.get("model_name") or meta.get("model") or "unknown"
-        self.ledger.record(usage_from_langchain(usage), model=model, provider=meta.get("model_provider"))
+        self.ledger.record(usage_from_langchain(usage, meta), model=model, provider=meta.get("model_provider"))
 
     @property
     def by_model(self) -> dict[str, CacheStats]:

@@ -7,9 +7,20 @@ from typing import Protocol
 
 from ..messages import ChatRequest, ChatResponse, StreamChunk
 from ._http import HTTPProvider, RetryPolicy
+from .gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
 from .glm import GLM_BASE_URL, ZAI_BASE_URL, GLMProvider
 
-__all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "ChatProvider", "GLMProvider", "HTTPProvider", "RetryPolicy"]
+__all__ = [
+    "GEMINI_BASE_URL",
+    "GLM_BASE_URL",
+    "ZAI_BASE_URL",
+    "CachedContent",
+    "ChatProvider",
+    "GLMProvider",
+    "GeminiProvider",
+    "HTTPProvider",
+    "RetryPolicy",
+]
 
 
 class ChatProvider(Protocol):

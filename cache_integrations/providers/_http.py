@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import json
 import random
 import socket
 import threading
@@ -24,9 +25,45 @@ import httpx
 from httpx_sse import EventSource
 from pydantic import SecretStr
 
-from ..errors import ProviderConnectionError, ProviderError
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderConnectionError,
+    ProviderError,
+    RateLimitError,
+)
+from ..layout import PrefixFingerprints
 
-__all__ = ["HTTPProvider", "RetryPolicy"]
+__all__ = ["STATUS_ERRORS", "EncodedRequest", "HTTPProvider", "RetryPolicy", "decode_error_body"]
+
+STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+"""The error class for an HTTP status, before a provider's own codes refine it (5xx: ServerError)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRequest:
+    """The exact bytes sent, and the fingerprints of their prefix."""
+
+    body: bytes
+    fingerprints: PrefixFingerprints
+    model: str
+
+
+def decode_error_body(body: bytes) -> Any:
+    """An error body as JSON, or (proxies, gateways) its first 500 characters as the message."""
+    try:
+        return json.loads(body) if body else {}
+    except ValueError:
+        return {"error": {"message": body[:500].decode("utf-8", "replace")}}
+
 
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 # httpcore writes a request's headers and body in separate sends; with Nagle's algorithm on, the body
@@ -120,6 +157,10 @@ class HTTPProvider:
         raise NotImplementedError
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return self.error_from_body(status, decode_error_body(body))
+
+    def error_from_body(self, status: int, body: Any) -> ProviderError:
+        """The typed error for a decoded error body."""
         raise NotImplementedError
 
     def is_retryable(self, error: ProviderError) -> bool:

@@ -15,21 +15,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 
 from ..errors import (
-    AuthenticationError,
-    BadRequestError,
     InsufficientBalanceError,
     InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
     ProviderConnectionError,
     ProviderError,
-    RateLimitError,
     ServerError,
 )
 from ..layout import PrefixFingerprints, apply_layout, canonical_json
@@ -46,7 +40,7 @@ from ..messages import (
     ToolDefinition,
 )
 from ..usage import Usage
-from ._http import HTTPProvider
+from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 
 __all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "EncodedRequest", "GLMProvider", "usage_from_openai"]
 
@@ -75,15 +69,6 @@ def usage_from_openai(raw: Mapping[str, Any] | None) -> Usage:
         output_tokens=int(raw.get("completion_tokens") or 0),
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedRequest:
-    """The exact bytes sent, and the fingerprints of their prefix."""
-
-    body: bytes
-    fingerprints: PrefixFingerprints
-    model: str
 
 
 def _encode_content(message: Message, index: int) -> str | list[dict[str, Any]]:
@@ -343,15 +328,6 @@ class StreamParser:
         )
 
 
-_STATUS_ERRORS: dict[int, type[ProviderError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    429: RateLimitError,
-}
-
-
 def _error_from_body(status: int, body: Any, provider: str) -> ProviderError:
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
@@ -365,7 +341,7 @@ def _error_from_body(status: int, body: Any, provider: str) -> ProviderError:
     elif status >= 500:
         cls = ServerError
     else:
-        cls = _STATUS_ERRORS.get(status, ProviderError)
+        cls = STATUS_ERRORS.get(status, ProviderError)
     return cls(message, status_code=status, code=code, provider=provider, request_id=request_id, body=body)
 
 
@@ -385,12 +361,8 @@ class GLMProvider(HTTPProvider):
     def auth_headers(self, api_key: SecretStr) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key.get_secret_value()}"}
 
-    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        try:
-            parsed = json.loads(body) if body else {}
-        except ValueError:
-            parsed = {"error": {"message": body[:500].decode("utf-8", "replace")}}
-        return _error_from_body(status, parsed, self.provider)
+    def error_from_body(self, status: int, body: Any) -> ProviderError:
+        return _error_from_body(status, body, self.provider)
 
     def is_retryable(self, error: ProviderError) -> bool:
         if isinstance(error, InsufficientBalanceError):
