@@ -23,7 +23,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint $(STAMP)
+test: lint typecheck $(STAMP)
 	$(BIN)/python -m pytest -q --record-mode=none --block-network --allowed-hosts=127.0.0.1,localhost --benchmark-disable
 
 demo: $(STAMP)

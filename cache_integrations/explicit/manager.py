@@ -60,11 +60,22 @@ _SAFETY_SECONDS = 15.0  # never send a cache that expires within this margin
 
 
 class CachedResource(Protocol):
-    name: str
-    model: str
-    display_name: str
-    expire_time: datetime
-    total_token_count: int
+    """A provider cache as the provider describes it (GeminiProvider's `CachedContent`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def expire_time(self) -> datetime: ...
+
+    @property
+    def total_token_count(self) -> int: ...
 
 
 class ExplicitCacheClient(Protocol):

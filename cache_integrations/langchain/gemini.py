@@ -83,7 +83,9 @@ class PinnedContext:
 
     @property
     def expires_in(self) -> float:
-        return (self.expire_time - datetime.now(self.expire_time.tzinfo)).total_seconds()
+        """Seconds until the cache expires (negative once it has)."""
+        expire_time: datetime = self.handle.expire_time
+        return (expire_time - datetime.now(expire_time.tzinfo)).total_seconds()
 
 
 class ChatGemini(CachingChatModel):
