@@ -32,6 +32,8 @@ def _real_url(uri: str) -> str:
 
 def _scrub_request(request: Any) -> Any:
     request.uri = _real_url(request.uri)
+    if "host" in request.headers:
+        request.headers["host"] = urlsplit(request.uri).netloc
     for name in list(request.headers):
         if name.lower() in _SECRET_REQUEST_HEADERS:
             request.headers[name] = "REDACTED"
@@ -44,11 +46,15 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
 
 
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A cache's display name embeds a fingerprint of the credential, which differs between recording
+# and replay by design (caches are namespaced per key).
+_CACHE_DISPLAY_NAME = re.compile(rb"cache-integrations:[0-9a-f]{40}")
 
 
 def _body_without_uuids(r1: Any, r2: Any) -> None:
-    """Exact body match, except random UUIDs (tests build few-shot tool calls with uuid4 ids)."""
-    b1, b2 = (_UUID.sub(b"<uuid>", r.body or b"") for r in (r1, r2))
+    """Exact body match, except random UUIDs (tests build few-shot tool calls with uuid4 ids) and
+    the credential-dependent cache display names."""
+    b1, b2 = (_CACHE_DISPLAY_NAME.sub(b"<cache>", _UUID.sub(b"<uuid>", r.body or b"")) for r in (r1, r2))
     assert b1 == b2, "request bodies differ"
 
 
@@ -72,3 +78,9 @@ def vcr_config() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
     return os.path.join(os.path.dirname(__file__), "cassettes", request.module.__name__.split(".")[-1])
+
+
+@pytest.fixture(autouse=True)
+def _private_registry_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chat models default to a SQLite registry in the user's cache dir: keep tests out of it."""
+    monkeypatch.setenv("CACHE_INTEGRATIONS_HOME", str(tmp_path_factory.mktemp("registry-home")))

@@ -1,11 +1,11 @@
 """Re-record the GLM cassettes.
 
-By default against the project's emulator (GLM's wire format, served over loopback; URLs are
-rewritten to the real host in the cassettes). With ``--real`` against the real API, using
-``ZHIPUAI_API_KEY``. Authorization headers are redacted either way (see tests/conftest.py).
+By default against the project's emulator (GLM's and Gemini's wire formats, served over loopback;
+URLs are rewritten to the real hosts in the cassettes). With ``--real`` against the real APIs, using
+``ZHIPUAI_API_KEY`` and ``GEMINI_API_KEY``. Keys are redacted either way (see tests/conftest.py).
 
     python -m tests.record_cassettes            # emulator
-    ZHIPUAI_API_KEY=... python -m tests.record_cassettes --real
+    ZHIPUAI_API_KEY=... GEMINI_API_KEY=... python -m tests.record_cassettes --real
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ import sys
 
 from cache_integrations.testing import Emulator
 
-TARGETS = ["tests/langchain/test_standard_integration.py", "tests/langchain/test_glm_cassettes.py"]
+TARGETS = [
+    "tests/langchain/test_standard_integration.py",
+    "tests/langchain/test_glm_cassettes.py",
+    "tests/langchain/test_gemini_standard.py",
+]
 
 
 def main() -> int:
@@ -33,13 +37,15 @@ def main() -> int:
     ]
     env = dict(os.environ)
     if "--real" in sys.argv:
-        if not env.get("ZHIPUAI_API_KEY"):
-            print("--real needs ZHIPUAI_API_KEY", file=sys.stderr)
+        if not (env.get("ZHIPUAI_API_KEY") and env.get("GEMINI_API_KEY")):
+            print("--real needs ZHIPUAI_API_KEY and GEMINI_API_KEY", file=sys.stderr)
             return 2
         return subprocess.call(cmd, env=env)
     with Emulator().serve() as server:
         env["ZHIPUAI_BASE_URL"] = server.glm_base_url
         env["ZHIPUAI_API_KEY"] = "emulator-key"
+        env["GEMINI_BASE_URL"] = server.gemini_base_url
+        env["GEMINI_API_KEY"] = "emulator-key"
         return subprocess.call(cmd, env=env)
 
 
