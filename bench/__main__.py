@@ -13,7 +13,7 @@ from typing import Any
 
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
-from . import efficiency, overhead
+from . import efficiency, gemini, overhead
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for w in WORKLOADS
     ]
+    gem = gemini.measure()
     timings = overhead.measure(rounds=args.rounds)
 
     lines = [
@@ -75,6 +76,23 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"- **{w.name}**: {w.description}; baseline: {w.perturbation}." for w in WORKLOADS]
     lines += [
         "",
+        "## Gemini: 20 questions over one long document (explicit vs implicit caching)",
+        "",
+        gemini.__doc__.strip().split("\n\n")[1].replace("\n", " ") if gemini.__doc__ else "",
+        "",
+        "| mode | implicit cache | requests | input tokens | cached | efficiency | caches created "
+        "| cost (incl. storage) | of which storage | cost without caching | net saved |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for g in gem:
+        saved = None if g.cost is None or g.cost_without_caching is None else g.cost_without_caching - g.cost
+        lines.append(
+            f"| {g.mode} | {g.implicit} | {g.requests} | {g.input_tokens} | {g.cached_tokens} | {g.efficiency:.4f} "
+            f"| {g.caches_created} | {_money(g.cost)} | {_money(g.storage_cost)} | {_money(g.cost_without_caching)} "
+            f"| {_money(saved)} |"
+        )
+    lines += [
+        "",
         "## Per-call overhead (loopback HTTP to the emulator)",
         "",
         f"{args.rounds} interleaved calls per client after warm-up; overhead = median minus raw httpx on the "
@@ -89,7 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     (HERE / "results.json").write_text(
         json.dumps(
-            _jsonable({"efficiency": [asdict(r) for r in eff], "overhead": [asdict(t) for t in timings]}), indent=2
+            _jsonable(
+                {
+                    "efficiency": [asdict(r) for r in eff],
+                    "gemini": [asdict(g) for g in gem],
+                    "overhead": [asdict(t) for t in timings],
+                }
+            ),
+            indent=2,
         )
         + "\n"
     )

@@ -10,7 +10,8 @@ sends the request with only the turns after it. It owns the whole life of the ca
 * creation: single-flight per prefix within the process; never for a prefix known to be too small
   (the provider's "too small" error teaches the model's minimum, which is remembered);
 * policy (`cache_mode`): ``"always"``; ``"off"``; ``"auto"`` creates a cache once the prefix has been
-  sent often enough within one TTL that the expected reads pay for creation and storage;
+  sent often enough within one TTL that the expected reads pay for creation and storage, and not
+  while the provider's implicit cache is seen serving the prefix (that is free of storage);
 * refresh: a cache in use that nears expiry is extended; an unused one is left to expire;
 * recovery: a cache that vanished (expired, deleted) is forgotten, recreated, and the request
   retried once, invisibly to the caller;
@@ -57,6 +58,8 @@ CacheMode = Literal["auto", "always", "off"]
 DISPLAY_PREFIX = "cache-integrations:"
 """Display names of the caches this library creates start with this, followed by the key."""
 _SAFETY_SECONDS = 15.0  # never send a cache that expires within this margin
+IMPLICIT_SERVED_SHARE = 0.8
+"""In auto mode, an inline send whose cached share of input reaches this counts as implicitly served."""
 
 
 class CachedResource(Protocol):
@@ -304,6 +307,8 @@ class ExplicitCacheManager:
         # call that uses the cache so handlers see every token and every hour the caller pays for.
         self._unbooked: dict[str, tuple[int, float]] = {}
         self._unbooked_lock = threading.Lock()
+        # Prefixes whose last inline send was served by the provider's implicit cache.
+        self._implicit_hits: dict[str, bool] = {}
 
     @property
     def provider(self) -> str:
@@ -399,7 +404,15 @@ class ExplicitCacheManager:
         if plan.pinned or self.mode == "always":
             return True
         sends = self._reg("note_sent", self.namespace, plan.key, now=now, window=self.ttl)
+        if self._implicit_hits.get(plan.key):
+            return False  # implicit caching serves this prefix for free: no storage to pay until it stops
         return bool(sends >= self._breakeven_sends(plan.model))
+
+    def _observe_inline(self, plan: _Plan | None, usage: Usage | None) -> None:
+        """Remember whether the provider's implicit cache served an inline send of this prefix."""
+        if plan is None or usage is None or self.mode != "auto":
+            return
+        self._implicit_hits[plan.key] = usage.cache_read_tokens >= IMPLICIT_SERVED_SHARE * usage.input_tokens > 0
 
     def _estimate_tokens(self, request: ChatRequest, plan: _Plan) -> int:
         """A cheap over-estimate-free guess (4 bytes a token), used only to skip hopeless creates."""
@@ -520,7 +533,9 @@ class ExplicitCacheManager:
         plan = self._plan(request, layout)
         ticket = self._ticket(plan, request, layout)
         if ticket is None or plan is None:
-            return self.client.chat(request, layout=layout)
+            inline = self.client.chat(request, layout=layout)
+            self._observe_inline(plan, inline.usage)
+            return inline
         try:
             response = self.client.chat(
                 request, layout=layout, cached_content=ticket.entry.name, cached_messages=plan.cached_messages
@@ -540,7 +555,10 @@ class ExplicitCacheManager:
         plan = self._plan(request, layout)
         ticket = self._ticket(plan, request, layout)
         if ticket is None or plan is None:
-            yield from self.client.stream(request, layout=layout)
+            for chunk in self.client.stream(request, layout=layout):
+                if chunk.final:
+                    self._observe_inline(plan, chunk.usage)
+                yield chunk
             return
         chunks = self.client.stream(
             request, layout=layout, cached_content=ticket.entry.name, cached_messages=plan.cached_messages
@@ -626,7 +644,9 @@ class ExplicitCacheManager:
         plan = self._plan(request, layout)
         ticket = await self._aticket(plan, request, layout)
         if ticket is None or plan is None:
-            return await self.client.achat(request, layout=layout)
+            inline = await self.client.achat(request, layout=layout)
+            self._observe_inline(plan, inline.usage)
+            return inline
         try:
             response = await self.client.achat(
                 request, layout=layout, cached_content=ticket.entry.name, cached_messages=plan.cached_messages
@@ -647,6 +667,8 @@ class ExplicitCacheManager:
         ticket = await self._aticket(plan, request, layout)
         if ticket is None or plan is None:
             async for chunk in self.client.astream(request, layout=layout):
+                if chunk.final:
+                    self._observe_inline(plan, chunk.usage)
                 yield chunk
             return
         chunks = self.client.astream(

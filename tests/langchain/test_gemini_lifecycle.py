@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, BaseMessageChunk, HumanMessage, S
 from cache_integrations import PermissionDeniedError
 from cache_integrations.explicit import SQLiteRegistry
 from cache_integrations.langchain import ChatGemini, get_cache_usage_callback
-from cache_integrations.testing import Emulator, FakeClock
+from cache_integrations.testing import CacheRules, Emulator, FakeClock
 from cache_integrations.testing.faults import Fault
 
 DOC = "\n".join(
@@ -191,6 +191,7 @@ def test_an_unused_cache_expires_and_is_recreated_on_next_use(emu: Emulator, clo
 
 
 def test_auto_mode_creates_a_cache_once_it_pays_for_itself(emu: Emulator, clock: FakeClock) -> None:
+    emu.gemini_rules = CacheRules(enabled=False)  # implicit caching not serving this prefix
     llm = _llm(emu, clock)  # gemini-2.5-flash: $0.30 input, $0.03 cached, $1.00 per MTok-hour storage
     created = []
     for i in range(7):
@@ -198,6 +199,17 @@ def test_auto_mode_creates_a_cache_once_it_pays_for_itself(emu: Emulator, clock:
         created.append(bool((reply.response_metadata.get("cache") or {}).get("created")))
     # (0.30 + 1.00 x 1 h) / (0.30 - 0.03) = 4.8: the fifth send within the hour creates the cache
     assert created == [False, False, False, False, True, False, False]
+    assert emu.counters.caches_created == 1
+
+
+def test_auto_mode_stays_inline_while_implicit_caching_serves_the_prefix(emu: Emulator, clock: FakeClock) -> None:
+    llm = _llm(emu, clock)
+    prompt = [("system", SYSTEM + "\n" + DOC), ("human", "Q?")]
+    reads = [llm.invoke(prompt).usage_metadata["input_token_details"]["cache_read"] for _ in range(8)]  # type: ignore[index]
+    assert all(r > 1000 for r in reads[1:]) and _creates(emu) == 0  # free implicit hits: no storage bought
+    emu.gemini_rules = CacheRules(enabled=False)  # implicit caching stops serving it
+    created = [bool((llm.invoke(prompt).response_metadata.get("cache") or {}).get("created")) for _ in range(2)]
+    assert created == [False, True]  # one miss observed, then the break-even is already met
     assert emu.counters.caches_created == 1
 
 
