@@ -118,7 +118,7 @@ class ModelPrices:
         input_cost = (usage.uncached_input_tokens * self.input + usage.cache_write_tokens * write) / _MTOK
         read_cost = usage.cache_read_tokens * read / _MTOK
         output_cost = usage.output_tokens * self.output / _MTOK
-        without = (usage.input_tokens * self.input) / _MTOK + output_cost
+        without = (usage.input_without_caching * self.input) / _MTOK + output_cost
         return input_cost, read_cost, output_cost, without
 
 
@@ -142,7 +142,7 @@ class _GenaiPrice:
                 output_tokens=usage.output_tokens,
             )
         )
-        without = calc(GUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens))
+        without = calc(GUsage(input_tokens=usage.input_without_caching, output_tokens=usage.output_tokens))
         read_cost = _ZERO
         if usage.cache_read_tokens:
             read_cost = calc(GUsage(input_tokens=usage.cache_read_tokens, cache_read_tokens=usage.cache_read_tokens))[

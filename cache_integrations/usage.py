@@ -5,7 +5,9 @@ Conventions (the ones langchain-core, OpenTelemetry and most providers use):
 A provider that does not report cache reads yields ``cache_read_tokens == 0``.
 `cache_storage_token_hours` is explicit-cache storage booked by this call (Gemini bills cached
 tokens per hour they are kept): creating a cache books its tokens times its TTL, extending it books
-the added hours.
+the added hours. `baseline_input_tokens` is the input the call would have had without caching,
+when that differs from `input_tokens`: creating a Gemini cache processes its tokens once more, on
+top of the prompt, which a call without caching would not have done.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cache_storage_token_hours: float = 0.0
+    baseline_input_tokens: int | None = None
+
+    @property
+    def input_without_caching(self) -> int:
+        """Input tokens of the same call sent without caching."""
+        return self.input_tokens if self.baseline_input_tokens is None else self.baseline_input_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -48,4 +56,9 @@ class Usage:
             output_tokens=self.output_tokens + other.output_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             cache_storage_token_hours=self.cache_storage_token_hours + other.cache_storage_token_hours,
+            baseline_input_tokens=(
+                None
+                if self.baseline_input_tokens is None and other.baseline_input_tokens is None
+                else self.input_without_caching + other.input_without_caching
+            ),
         )

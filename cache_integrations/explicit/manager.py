@@ -153,6 +153,8 @@ class CacheUse:
     extended: bool = False
     recovered: bool = False
     storage_token_hours: float = 0.0
+    written_tokens: int = 0
+    """Cache tokens this call wrote (creation), on top of its prompt."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +165,7 @@ class CacheUse:
             "extended": self.extended,
             "recovered": self.recovered,
             "storage_token_hours": self.storage_token_hours,
+            "written_tokens": self.written_tokens,
         }
 
 
@@ -758,6 +761,7 @@ def _cache_usage(usage: Usage, ticket: _Ticket) -> Usage:
     """The creating call also consumed the cache's tokens (billed at the input rate)."""
     return replace(
         usage,
+        baseline_input_tokens=usage.input_without_caching,
         input_tokens=usage.input_tokens + ticket.written_tokens,
         cache_write_tokens=usage.cache_write_tokens + ticket.written_tokens,
         cache_storage_token_hours=usage.cache_storage_token_hours + ticket.storage_token_hours,

@@ -256,14 +256,17 @@ def usage_from_langchain(meta: Mapping[str, Any], response_metadata: Mapping[str
     inp = meta.get("input_token_details") or {}
     out = meta.get("output_token_details") or {}
     cache = (response_metadata or {}).get("cache")
-    storage = float(cache.get("storage_token_hours") or 0.0) if isinstance(cache, Mapping) else 0.0
+    cache = cache if isinstance(cache, Mapping) else {}
+    input_tokens = int(meta.get("input_tokens") or 0)
+    written = int(cache.get("written_tokens") or 0)
     return Usage(
-        input_tokens=int(meta.get("input_tokens") or 0),
+        input_tokens=input_tokens,
         cache_read_tokens=int(inp.get("cache_read") or 0),
         cache_write_tokens=int(inp.get("cache_creation") or 0),
         output_tokens=int(meta.get("output_tokens") or 0),
         reasoning_tokens=int(out.get("reasoning") or 0),
-        cache_storage_token_hours=storage,
+        cache_storage_token_hours=float(cache.get("storage_token_hours") or 0.0),
+        baseline_input_tokens=input_tokens - written if written else None,
     )
 
 

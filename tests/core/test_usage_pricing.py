@@ -122,3 +122,16 @@ def test_ledger_is_exact_under_concurrency() -> None:
     assert single is not None
     assert stats.cost == single.total * 4000
     assert stats.saved == single.saved * 4000
+
+
+def test_cache_creation_tokens_are_not_in_the_no_cache_baseline() -> None:
+    prices = ModelPrices.of(input="1.00", output="0", cache_read="0.10")
+    book = PriceBook({"m": prices}, use_genai_prices=False)
+    # a 1M-token prompt whose 900k-token prefix this call wrote to a new cache and then read
+    usage = Usage(
+        input_tokens=1_900_000, cache_read_tokens=900_000, cache_write_tokens=900_000, baseline_input_tokens=1_000_000
+    )
+    cost = book.cost(usage, "m")
+    assert cost is not None and cost.without_caching == Decimal("1.0")
+    assert cost.input == Decimal("1.0") and cost.cache_read == Decimal("0.09")  # 100k + 900k written, 900k read
+    assert (usage + Usage(input_tokens=10)).input_without_caching == 1_000_010
