@@ -771,7 +771,14 @@ def _cache_usage(usage: Usage, ticket: _Ticket) -> Usage:
 def _use(ticket: _Ticket) -> CacheUse:
     e = ticket.entry
     return CacheUse(
-        e.name, e.tokens, e.expire_at, ticket.created, ticket.extended, ticket.recovered, ticket.storage_token_hours
+        name=e.name,
+        tokens=e.tokens,
+        expire_at=e.expire_at,
+        created=ticket.created,
+        extended=ticket.extended,
+        recovered=ticket.recovered,
+        storage_token_hours=ticket.storage_token_hours,
+        written_tokens=ticket.written_tokens,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from langchain_core.messages import AIMessage, BaseMessageChunk, HumanMessage, SystemMessage
 
-from cache_integrations import PermissionDeniedError
+from cache_integrations import PermissionDeniedError, Usage
 from cache_integrations.explicit import SQLiteRegistry
 from cache_integrations.langchain import ChatGemini, get_cache_usage_callback
 from cache_integrations.testing import CacheRules, Emulator, FakeClock
@@ -85,7 +86,14 @@ def test_twenty_questions_over_a_pinned_document_create_exactly_one_cache(emu: E
     assert first and first["input_token_details"]["cache_creation"] == doc.tokens
     assert all("cache_creation" not in (r.usage_metadata or {})["input_token_details"] for r in replies[1:])
     _no_cached_request_carries_prefix_fields(emu)
+    assert replies[0].response_metadata["cache"]["written_tokens"] == doc.tokens
     stats = usage.total
+    # without caching, the same 20 prompts: the pin's creation tokens are not part of that baseline
+    prompt_tokens = sum(r.usage_metadata["input_tokens"] for r in replies if r.usage_metadata) - doc.tokens
+    baseline = usage.ledger.prices.cost(Usage(input_tokens=prompt_tokens), "gemini-2.5-flash", ("google",))
+    assert baseline is not None and stats.cost_without_caching is not None
+    outputs = sum((c.cost.output for c in usage.calls if c.cost), Decimal(0))
+    assert stats.cost_without_caching == baseline.without_caching + outputs
     assert stats.storage_cost is not None and stats.storage_cost > 0  # one hour of storage
     assert stats.saved is not None and stats.saved > 0  # net of storage, 20 reads pay for it
     assert stats.cache_storage_token_hours == pytest.approx(doc.tokens * 1.0, rel=1e-3)
