@@ -12,9 +12,11 @@ top of the prompt, which a call without caching would not have done.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Usage"]
+__all__ = ["Usage", "usage_from_openai"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +64,24 @@ class Usage:
                 else self.input_without_caching + other.input_without_caching
             ),
         )
+
+
+def usage_from_openai(raw: Mapping[str, Any] | None) -> Usage:
+    """Map an OpenAI-style usage object (GLM, OpenAI, DeepSeek, Qwen) to `Usage`.
+
+    A missing ``prompt_tokens_details`` means the provider did not report cache reads: 0.
+    """
+    if not raw:
+        return Usage()
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's own field wins when present
+    if cached is None:
+        cached = prompt_details.get("cached_tokens")
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        cache_read_tokens=int(cached or 0),
+        cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )

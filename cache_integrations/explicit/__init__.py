@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from .manager import DISPLAY_PREFIX, CacheHandle, CacheMode, CacheUse, ExplicitCacheClient, ExplicitCacheManager
-from .registry import CacheEntry, CacheRegistry, MemoryRegistry, SQLiteRegistry, default_registry_path
+from .registry import (
+    CacheEntry,
+    CacheRegistry,
+    MemoryRegistry,
+    SQLiteRegistry,
+    default_registry_path,
+    registry_from_spec,
+)
 
 __all__ = [
     "DISPLAY_PREFIX",
@@ -17,4 +24,5 @@ __all__ = [
     "MemoryRegistry",
     "SQLiteRegistry",
     "default_registry_path",
+    "registry_from_spec",
 ]

@@ -21,7 +21,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CacheEntry", "CacheRegistry", "MemoryRegistry", "SQLiteRegistry", "default_registry_path"]
+__all__ = [
+    "CacheEntry",
+    "CacheRegistry",
+    "MemoryRegistry",
+    "SQLiteRegistry",
+    "default_registry_path",
+    "registry_from_spec",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,3 +290,21 @@ class SQLiteRegistry(CacheRegistry):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def registry_from_spec(spec: CacheRegistry | str | None) -> CacheRegistry:
+    """A registry from a setting: None or ``"sqlite"`` (the default file), ``"sqlite:///<path>"``,
+    ``"memory"``, or a `CacheRegistry` object."""
+    if isinstance(spec, CacheRegistry):
+        return spec
+    if spec is None or spec == "sqlite":
+        return SQLiteRegistry()
+    if spec == "memory":
+        return MemoryRegistry()
+    if isinstance(spec, str) and spec.startswith("sqlite:///"):
+        return SQLiteRegistry(spec.removeprefix("sqlite:///"))
+    from ..errors import ConfigurationError
+
+    raise ConfigurationError(
+        f"cache_registry: expected 'memory', 'sqlite', 'sqlite:///<path>' or a CacheRegistry, got {spec!r}"
+    )

@@ -20,7 +20,7 @@ from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validato
 from typing_extensions import Self
 
 from ..errors import ConfigurationError
-from ..explicit import CacheHandle, CacheMode, CacheRegistry, ExplicitCacheManager, MemoryRegistry, SQLiteRegistry
+from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager, registry_from_spec
 from ..messages import ChatRequest
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
 from ._base import CachingChatModel
@@ -29,20 +29,6 @@ from ._convert import messages_from_langchain, tool_choice_from_langchain, tool_
 __all__ = ["ChatGemini", "PinnedContext"]
 
 _CACHE_POINT = {"cache_control": {"type": "ephemeral"}}
-
-
-def _registry(spec: CacheRegistry | str | None) -> CacheRegistry:
-    if spec is None or spec == "sqlite":
-        return SQLiteRegistry()
-    if isinstance(spec, CacheRegistry):
-        return spec
-    if spec == "memory":
-        return MemoryRegistry()
-    if isinstance(spec, str) and spec.startswith("sqlite:///"):
-        return SQLiteRegistry(spec.removeprefix("sqlite:///"))
-    raise ConfigurationError(
-        f"cache_registry: expected 'memory', 'sqlite', 'sqlite:///<path>' or a CacheRegistry, got {spec!r}"
-    )
 
 
 class PinnedContext:
@@ -139,7 +125,7 @@ class ChatGemini(CachingChatModel):
             default_headers=self.default_headers,
         )
         self._client = ExplicitCacheManager(
-            self._provider, registry=_registry(self.cache_registry), mode=self.cache_mode, ttl=self.cache_ttl
+            self._provider, registry=registry_from_spec(self.cache_registry), mode=self.cache_mode, ttl=self.cache_ttl
         )
         return self
 

@@ -39,7 +39,7 @@ from ..messages import (
     ToolCallChunk,
     ToolDefinition,
 )
-from ..usage import Usage
+from ..usage import usage_from_openai
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 
 __all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "EncodedRequest", "GLMProvider", "usage_from_openai"]
@@ -48,27 +48,6 @@ GLM_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 ZAI_BASE_URL = "https://api.z.ai/api/paas/v4"
 _CHAT_PATH = "chat/completions"
 INSUFFICIENT_BALANCE = "1113"
-
-
-def usage_from_openai(raw: Mapping[str, Any] | None) -> Usage:
-    """Map an OpenAI-style usage object (GLM, OpenAI, DeepSeek, Qwen) to `Usage`.
-
-    A missing ``prompt_tokens_details`` means the provider did not report cache reads: 0.
-    """
-    if not raw:
-        return Usage()
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
-    cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's own field wins when present
-    if cached is None:
-        cached = prompt_details.get("cached_tokens")
-    return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        cache_read_tokens=int(cached or 0),
-        cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
-    )
 
 
 def _encode_content(message: Message, index: int) -> str | list[dict[str, Any]]:
