@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck demo bench clean
+.PHONY: install test lint typecheck demo bench clean redis-server
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[langchain,llama-index,testing,demo,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[langchain,llama-index,testing,demo,redis,dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -23,8 +23,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck $(STAMP)
-	$(BIN)/python -m pytest -q --record-mode=none --block-network --allowed-hosts=127.0.0.1,localhost --benchmark-disable
+# The Redis registry is tested against a real redis-server, started by the test suite on a free port.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+test: lint typecheck redis-server $(STAMP)
+	$(BIN)/python -m pytest -q --record-mode=none --block-network --allowed-hosts=127.0.0.1,localhost
 
 demo: $(STAMP)
 	$(BIN)/python -m cache_integrations.demo

@@ -28,8 +28,11 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -278,6 +281,12 @@ class ExplicitCacheManager:
     `ttl` is the lifetime given to new caches and to extensions, in seconds (default 1 hour).
     `refresh_before` is how close to expiry a cache in use gets extended (default: a quarter of
     `ttl`). `clock` returns Unix seconds (tests pass an emulator's fake clock).
+
+    Creation is single-flight across every process sharing the registry: a creator holds a lease
+    for at most `lease_ttl` seconds (so a crashed creator blocks nobody for longer); the others
+    poll the registry every `lease_poll` seconds and use the cache as soon as it is recorded, or
+    take the lease over once it expired. After `lease_wait` seconds of waiting a request is sent
+    inline rather than held up.
     """
 
     def __init__(
@@ -290,6 +299,9 @@ class ExplicitCacheManager:
         refresh_before: float | None = None,
         prices: PriceBook | None = None,
         clock: Callable[[], float] = time.time,
+        lease_ttl: float = 60.0,
+        lease_wait: float | None = None,
+        lease_poll: float = 0.05,
     ) -> None:
         if mode not in ("auto", "always", "off"):
             raise ValueError(f"cache_mode must be 'auto', 'always' or 'off', got {mode!r}")
@@ -303,6 +315,10 @@ class ExplicitCacheManager:
         self.prices = prices or default_price_book()
         self.clock = clock
         self.namespace = client.credential_fingerprint
+        self.lease_ttl = float(lease_ttl)
+        self.lease_wait = self.lease_ttl + 5.0 if lease_wait is None else float(lease_wait)
+        self.lease_poll = float(lease_poll)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._locks = _KeyedLocks()
         self._fallback = MemoryRegistry()
         self._registry_failed = False
@@ -355,6 +371,26 @@ class ExplicitCacheManager:
             storage_token_hours=ticket.storage_token_hours + hours,
         )
 
+    async def _areg(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """`_reg` for the async path: a registry's `a<method>` when it has one (Redis)."""
+        registry = self._fallback if self._registry_failed else self.registry
+        fn = getattr(registry, "a" + method, None)
+        if fn is None:
+            return self._reg(method, *args, **kwargs)
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            if registry is self._fallback:
+                raise
+            logger.warning(
+                "cache registry %r failed (%s: %s); continuing without sharing caches across processes",
+                self.registry,
+                type(exc).__name__,
+                exc,
+            )
+            self._registry_failed = True
+            return await getattr(self._fallback, "a" + method)(*args, **kwargs)
+
     # -- planning -------------------------------------------------------------------------------
 
     def _plan(self, request: ChatRequest, layout: bool, *, pinned: bool = False) -> _Plan | None:
@@ -376,6 +412,11 @@ class ExplicitCacheManager:
         digest = hashlib.sha256(canonical_json(payload, what="cache payload").encode())
         digest.update(self.namespace.encode())
         return _Plan(digest.hexdigest(), cached, request.model, pinned)
+
+    def prefix_key(self, request: ChatRequest, *, layout: bool = True) -> str | None:
+        """The registry key of `request`'s cacheable prefix (None when nothing in it is cacheable)."""
+        plan = self._plan(request, layout)
+        return None if plan is None else plan.key
 
     def _live(self, plan: _Plan, now: float) -> CacheEntry | None:
         entry: CacheEntry | None = self._reg("get", self.namespace, plan.key)
@@ -449,6 +490,13 @@ class ExplicitCacheManager:
         )
 
     def _creation_failed(self, plan: _Plan, exc: ProviderError) -> None:
+        """A refused creation: too small is learned and sent inline (raised for a pin); any other
+        error is raised when the caller demanded a cache, else logged and the request goes inline."""
+        if isinstance(exc, CachedContentTooSmallError):
+            self._learn_too_small(plan, exc)
+            if plan.pinned:
+                raise exc
+            return
         if plan.pinned or self.mode == "always":
             raise exc
         logger.warning("could not create a cache for prefix %s (%s); sending it inline", plan.key[:12], exc)
@@ -459,31 +507,56 @@ class ExplicitCacheManager:
     # -- sync path ------------------------------------------------------------------------------
 
     def _create(self, plan: _Plan, request: ChatRequest, layout: bool) -> _Ticket | None:
-        with self._locks.sync(plan.key):
-            now = self.clock()
-            entry = self._live(plan, now)
-            if entry is not None:  # another thread created it while we waited
-                return _Ticket(entry)
-            try:
-                resource = self.client.create_cached_content(
-                    request,
-                    cached_messages=plan.cached_messages,
-                    ttl_seconds=self.ttl,
-                    display_name=self._display_name(plan),
-                    layout=layout,
-                )
-            except CachedContentTooSmallError as exc:
-                self._learn_too_small(plan, exc)
-                if plan.pinned:
-                    raise
-                return None
-            except ProviderError as exc:
-                self._creation_failed(plan, exc)
-                return None
-            entry = self._new_entry(plan, resource, now)
-            self._reg("put", entry)
-            hours = (entry.expire_at - now) / 3600
-            return _Ticket(entry, created=True, written_tokens=entry.tokens, storage_token_hours=entry.tokens * hours)
+        with self._locks.sync(plan.key):  # threads of this process queue here
+            deadline = time.monotonic() + self.lease_wait
+            while True:
+                now = self.clock()
+                entry = self._live(plan, now)
+                if entry is not None:  # another thread or process created it meanwhile
+                    return _Ticket(entry)
+                if self._reg("too_small", self.namespace, plan.key) is not None:
+                    return None
+                if self._reg("acquire_lease", self.namespace, plan.key, self._owner, ttl=self.lease_ttl, now=now):
+                    try:
+                        return self._create_leased(plan, request, layout)
+                    finally:
+                        self._reg("release_lease", self.namespace, plan.key, self._owner)
+                if time.monotonic() >= deadline:
+                    self._gave_up_waiting(plan)
+                    return None
+                time.sleep(self.lease_poll)
+
+    def _gave_up_waiting(self, plan: _Plan) -> None:
+        logger.warning(
+            "waited %.0f s for another worker to create the cache for prefix %s; sending inline",
+            self.lease_wait,
+            plan.key[:12],
+        )
+
+    def _create_leased(self, plan: _Plan, request: ChatRequest, layout: bool) -> _Ticket | None:
+        now = self.clock()
+        entry = self._live(plan, now)
+        if entry is not None:  # recorded between our last look and the lease
+            return _Ticket(entry)
+        try:
+            resource = self.client.create_cached_content(
+                request,
+                cached_messages=plan.cached_messages,
+                ttl_seconds=self.ttl,
+                display_name=self._display_name(plan),
+                layout=layout,
+            )
+        except ProviderError as exc:
+            self._creation_failed(plan, exc)
+            return None
+        return self._created(plan, resource, now)
+
+    def _created(self, plan: _Plan, resource: CachedResource, now: float) -> _Ticket:
+        """Record a new cache; the creating call reports its tokens as writes and its storage."""
+        entry = self._new_entry(plan, resource, now)
+        self._reg("put", entry)
+        hours = (entry.expire_at - now) / 3600
+        return _Ticket(entry, created=True, written_tokens=entry.tokens, storage_token_hours=entry.tokens * hours)
 
     def _extend(self, entry: CacheEntry, ttl_seconds: float | None = None) -> CacheEntry:
         resource = self.client.update_cached_content(entry.name, ttl_seconds=ttl_seconds or self.ttl)
@@ -586,30 +659,51 @@ class ExplicitCacheManager:
 
     async def _acreate(self, plan: _Plan, request: ChatRequest, layout: bool) -> _Ticket | None:
         async with self._locks.aio(plan.key):
-            now = self.clock()
-            entry = self._live(plan, now)
-            if entry is not None:
-                return _Ticket(entry)
-            try:
-                resource = await self.client.acreate_cached_content(
-                    request,
-                    cached_messages=plan.cached_messages,
-                    ttl_seconds=self.ttl,
-                    display_name=self._display_name(plan),
-                    layout=layout,
-                )
-            except CachedContentTooSmallError as exc:
-                self._learn_too_small(plan, exc)
-                if plan.pinned:
-                    raise
-                return None
-            except ProviderError as exc:
-                self._creation_failed(plan, exc)
-                return None
-            entry = self._new_entry(plan, resource, now)
-            self._reg("put", entry)
-            hours = (entry.expire_at - now) / 3600
-            return _Ticket(entry, created=True, written_tokens=entry.tokens, storage_token_hours=entry.tokens * hours)
+            deadline = time.monotonic() + self.lease_wait
+            while True:
+                now = self.clock()
+                entry = await self._alive(plan, now)
+                if entry is not None:
+                    return _Ticket(entry)
+                if self._reg("too_small", self.namespace, plan.key) is not None:
+                    return None
+                owner = self._owner
+                if await self._areg("acquire_lease", self.namespace, plan.key, owner, ttl=self.lease_ttl, now=now):
+                    try:
+                        return await self._acreate_leased(plan, request, layout)
+                    finally:
+                        await self._areg("release_lease", self.namespace, plan.key, owner)
+                if time.monotonic() >= deadline:
+                    self._gave_up_waiting(plan)
+                    return None
+                await asyncio.sleep(self.lease_poll)
+
+    async def _alive(self, plan: _Plan, now: float) -> CacheEntry | None:
+        entry: CacheEntry | None = await self._areg("get", self.namespace, plan.key)
+        if entry is None:
+            return None
+        if entry.expire_at - now <= _SAFETY_SECONDS:
+            self._reg("forget", self.namespace, plan.key, name=entry.name)
+            return None
+        return entry
+
+    async def _acreate_leased(self, plan: _Plan, request: ChatRequest, layout: bool) -> _Ticket | None:
+        now = self.clock()
+        entry = await self._alive(plan, now)
+        if entry is not None:
+            return _Ticket(entry)
+        try:
+            resource = await self.client.acreate_cached_content(
+                request,
+                cached_messages=plan.cached_messages,
+                ttl_seconds=self.ttl,
+                display_name=self._display_name(plan),
+                layout=layout,
+            )
+        except ProviderError as exc:
+            self._creation_failed(plan, exc)
+            return None
+        return self._created(plan, resource, now)
 
     async def _aextend(self, entry: CacheEntry, ttl_seconds: float | None = None) -> CacheEntry:
         resource = await self.client.aupdate_cached_content(entry.name, ttl_seconds=ttl_seconds or self.ttl)

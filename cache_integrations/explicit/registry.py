@@ -12,6 +12,7 @@ under one key is never offered to another.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import sys
@@ -20,6 +21,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CacheEntry",
@@ -87,6 +90,33 @@ class CacheRegistry(ABC):
     @abstractmethod
     def mark_too_small(self, namespace: str, key: str, tokens: int) -> None: ...
 
+    @abstractmethod
+    def acquire_lease(self, namespace: str, key: str, owner: str, *, ttl: float, now: float) -> bool:
+        """Take the right to create the cache for `key` for `ttl` seconds.
+
+        True when `owner` holds it now (newly, or still). A lease whose holder crashed expires after
+        `ttl` and can then be taken over, so a dead creator never blocks a prefix for longer.
+        """
+
+    @abstractmethod
+    def release_lease(self, namespace: str, key: str, owner: str) -> None:
+        """Give the lease back (only if `owner` still holds it)."""
+
+    # Async variants. Local registries answer in microseconds, so the defaults call the sync
+    # methods inline; a networked registry (Redis) overrides them with a real async client.
+
+    async def aget(self, namespace: str, key: str) -> CacheEntry | None:
+        return self.get(namespace, key)
+
+    async def aput(self, entry: CacheEntry) -> None:
+        self.put(entry)
+
+    async def aacquire_lease(self, namespace: str, key: str, owner: str, *, ttl: float, now: float) -> bool:
+        return self.acquire_lease(namespace, key, owner, ttl=ttl, now=now)
+
+    async def arelease_lease(self, namespace: str, key: str, owner: str) -> None:
+        self.release_lease(namespace, key, owner)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
@@ -99,6 +129,7 @@ class MemoryRegistry(CacheRegistry):
         self._sends: dict[tuple[str, str], tuple[float, int]] = {}
         self._mins: dict[tuple[str, str], int] = {}
         self._small: dict[tuple[str, str], int] = {}
+        self._leases: dict[tuple[str, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def get(self, namespace: str, key: str) -> CacheEntry | None:
@@ -151,6 +182,20 @@ class MemoryRegistry(CacheRegistry):
         with self._lock:
             self._small[(namespace, key)] = tokens
 
+    def acquire_lease(self, namespace: str, key: str, owner: str, *, ttl: float, now: float) -> bool:
+        with self._lock:
+            holder = self._leases.get((namespace, key))
+            if holder is None or holder[0] == owner or holder[1] <= now:
+                self._leases[(namespace, key)] = (owner, now + ttl)
+                return True
+            return False
+
+    def release_lease(self, namespace: str, key: str, owner: str) -> None:
+        with self._lock:
+            holder = self._leases.get((namespace, key))
+            if holder is not None and holder[0] == owner:
+                del self._leases[(namespace, key)]
+
 
 def default_registry_path() -> Path:
     """`$CACHE_INTEGRATIONS_HOME` or the platform's user cache directory."""
@@ -179,6 +224,10 @@ CREATE TABLE IF NOT EXISTS sends (
 CREATE TABLE IF NOT EXISTS facts (
     namespace TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL, value INTEGER NOT NULL,
     PRIMARY KEY (namespace, kind, subject)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
 );
 """
 _COLUMNS = "namespace, key, name, model, tokens, expire_at, created_at, last_used, uses, pinned"
@@ -287,6 +336,22 @@ class SQLiteRegistry(CacheRegistry):
     def mark_too_small(self, namespace: str, key: str, tokens: int) -> None:
         self._set_fact(namespace, "too_small", key, tokens)
 
+    def acquire_lease(self, namespace: str, key: str, owner: str, *, ttl: float, now: float) -> bool:
+        with self._lock:
+            # One statement: take a free or expired lease, renew our own, leave anyone else's.
+            row = self._db.execute(
+                "INSERT INTO leases (namespace, key, owner, expires_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(namespace, key) DO UPDATE SET owner=excluded.owner, expires_at=excluded.expires_at "
+                "WHERE leases.owner=excluded.owner OR leases.expires_at <= ? "
+                "RETURNING owner",
+                (namespace, key, owner, now + ttl, now),
+            ).fetchone()
+        return row is not None and row[0] == owner
+
+    def release_lease(self, namespace: str, key: str, owner: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM leases WHERE namespace=? AND key=? AND owner=?", (namespace, key, owner))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -294,17 +359,29 @@ class SQLiteRegistry(CacheRegistry):
 
 def registry_from_spec(spec: CacheRegistry | str | None) -> CacheRegistry:
     """A registry from a setting: None or ``"sqlite"`` (the default file), ``"sqlite:///<path>"``,
-    ``"memory"``, or a `CacheRegistry` object."""
+    ``"redis://host:port/db"`` (or ``rediss://``), ``"memory"``, or a `CacheRegistry` object.
+
+    A SQLite file that cannot be opened (unwritable, corrupt) degrades to a per-process registry
+    with a warning: caching still works, it is just not shared between processes.
+    """
     if isinstance(spec, CacheRegistry):
         return spec
-    if spec is None or spec == "sqlite":
-        return SQLiteRegistry()
     if spec == "memory":
         return MemoryRegistry()
-    if isinstance(spec, str) and spec.startswith("sqlite:///"):
-        return SQLiteRegistry(spec.removeprefix("sqlite:///"))
+    if isinstance(spec, str) and spec.startswith(("redis://", "rediss://", "unix://")):
+        from .redis import RedisRegistry
+
+        return RedisRegistry(spec)
+    if spec is None or spec == "sqlite" or (isinstance(spec, str) and spec.startswith("sqlite:///")):
+        path = None if spec in (None, "sqlite") else str(spec).removeprefix("sqlite:///")
+        try:
+            return SQLiteRegistry(path)
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("cannot open the cache registry %s (%s); caches will not be shared", path, exc)
+            return MemoryRegistry()
     from ..errors import ConfigurationError
 
     raise ConfigurationError(
-        f"cache_registry: expected 'memory', 'sqlite', 'sqlite:///<path>' or a CacheRegistry, got {spec!r}"
+        "cache_registry: expected 'memory', 'sqlite', 'sqlite:///<path>', 'redis://host:port/db' "
+        f"or a CacheRegistry, got {spec!r}"
     )

@@ -1,0 +1,131 @@
+"""One explicit cache per prefix across processes: SQLite on one host, Redis for fleets.
+
+The emulator serves Gemini over real loopback HTTP with a little latency, so concurrent creations
+really overlap; workers are separate processes, as in a real deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from cache_integrations.langchain import ChatGemini
+from cache_integrations.messages import ChatRequest, Message
+from cache_integrations.testing import Emulator
+
+from . import fleet_worker
+
+DOCUMENT = "\n".join(f"Clause {i}: supplier {i} must deliver within {i % 9 + 1} days." for i in range(400))
+pytestmark = pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
+
+
+def _registries(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    return {"sqlite": f"sqlite:///{tmp_path / 'fleet.sqlite3'}", "redis": redis_url}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_four_processes_times_25_cold_requests_create_exactly_one_cache(
+    kind: str, tmp_path: Path, redis_url: str
+) -> None:
+    registry = _registries(tmp_path, redis_url)[kind]
+    if kind == "redis":
+        registry = f"{redis_url.rsplit('/', 1)[0]}/1"  # a database of its own
+    emu = Emulator(latency=0.05)
+    with emu.serve() as server, ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        start_at = time.time() + 4.0  # after every worker has imported and built its model
+        futures = [
+            pool.submit(
+                fleet_worker.ask_cold_prefix, server.gemini_base_url, registry, "fleet-key", DOCUMENT, 25, start_at
+            )
+            for _ in range(4)
+        ]
+        results = [r for f in futures for r in f.result(timeout=120)]
+    assert len(results) == 100
+    assert emu.counters.caches_created == 1
+    names = {name for _, name in results}
+    assert len(names) == 1 and next(iter(names)).startswith("cachedContents/")
+    assert all(cached > 1000 for cached, _ in results)  # the other 99 waited and reused it
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_killed_creators_lease_is_taken_over(kind: str, tmp_path: Path, redis_url: str) -> None:
+    registry = _registries(tmp_path, redis_url)[kind]
+    emu = Emulator()
+    with emu.serve() as server:
+        llm = ChatGemini(
+            api_key="fleet-key", base_url=server.gemini_base_url, cache_registry=registry, cache_mode="always"
+        )
+        manager = llm.cache_manager
+        manager.lease_poll = 0.02
+        prompt = [("system", DOCUMENT), ("human", "Who delivers fastest?")]
+        key = manager.prefix_key(ChatRequest(llm.model, (Message("system", DOCUMENT), Message("user", "x"))))
+        assert key is not None
+        doomed = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from tests.explicit.fleet_worker import hold_lease_and_hang as h; "
+             "h(sys.argv[1], sys.argv[2], sys.argv[3], 1.5)", registry, manager.namespace, key],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert doomed.stdout is not None and doomed.stdout.readline().strip() == "lease held"
+        doomed.kill()  # the creator dies holding the lease
+        doomed.wait()
+        started = time.monotonic()
+        reply = llm.invoke(prompt)
+        waited = time.monotonic() - started
+    assert reply.response_metadata["cache"]["created"] is True and emu.counters.caches_created == 1
+    assert 0.5 < waited < 1.5 + 2.0  # it waited for the dead lease to expire, not for lease_wait
+
+
+def test_an_unreachable_registry_degrades_to_no_sharing(caplog: pytest.LogCaptureFixture) -> None:
+    with __import__("socket").socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    emu = Emulator()
+    llm = ChatGemini(
+        api_key="k", base_url="http://emulator/v1beta", cache_registry=dead, cache_mode="always",
+        http_client=__import__("httpx").Client(transport=emu.transport()),
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING)
+    replies = [llm.invoke([("system", DOCUMENT), ("human", f"Q{i}")]) for i in range(3)]
+    assert all(r.usage_metadata and r.usage_metadata["input_token_details"]["cache_read"] > 1000 for r in replies[1:])
+    assert emu.counters.caches_created == 1  # still one cache within this process
+    warnings = [r for r in caplog.records if "continuing without sharing" in r.getMessage()]
+    assert len(warnings) == 1 and "127.0.0.1" in warnings[0].getMessage()
+
+
+def test_a_corrupt_sqlite_registry_degrades_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    corrupt = tmp_path / "registry.sqlite3"
+    corrupt.write_bytes(b"this is not a database" * 100)
+    emu = Emulator()
+    caplog.set_level(logging.WARNING)
+    llm = ChatGemini(
+        api_key="k", base_url="http://emulator/v1beta", cache_registry=f"sqlite:///{corrupt}", cache_mode="always",
+        http_client=__import__("httpx").Client(transport=emu.transport()),
+    )  # fmt: skip
+    assert llm.invoke([("system", DOCUMENT), ("human", "Q")]).content
+    assert any("cannot open the cache registry" in r.getMessage() for r in caplog.records)
+    assert corrupt.read_bytes().startswith(b"this is not a database")  # nothing was overwritten
+
+
+def test_two_credentials_never_share_an_entry_in_redis(redis_url: str) -> None:
+    emu = Emulator()
+    import httpx
+
+    def model(key: str) -> ChatGemini:
+        return ChatGemini(
+            api_key=key, base_url="http://emulator/v1beta", cache_registry=redis_url, cache_mode="always",
+            http_client=httpx.Client(transport=emu.transport()),
+        )  # fmt: skip
+
+    prompt = [("system", DOCUMENT + "\nRedis credentials test."), ("human", "Q")]
+    a, b = model("team-a-key"), model("team-b-key")
+    name_a = a.invoke(prompt).response_metadata["cache"]["name"]
+    name_b = b.invoke(prompt).response_metadata["cache"]["name"]
+    assert name_a != name_b and emu.counters.caches_created == 2
+    assert {e.name for e in a.cache_manager.registry.entries(a.cache_manager.namespace)} == {name_a}
