@@ -1,10 +1,12 @@
-"""``make demo``: prompt caching with `ChatGLM` on three realistic workloads, with cost and savings.
+"""``make demo``: prompt caching with `ChatGLM` and `ChatGemini` on four realistic workloads, with cost and savings.
 
-Run ``python -m cache_integrations.demo [--out DIR] [--model M]``. With ``ZHIPUAI_API_KEY`` set it
-calls the real GLM API; otherwise it serves the built-in emulator on loopback HTTP, so the demo runs
-offline in seconds with identical output every time. The three parts (a multi-turn support
-assistant, questions over a long document, a batch code review) echo Zhipu's context-caching guide.
-It prints per-call and per-part cache hits and costs, and writes ``cost.png`` and ``calls.json``.
+Run ``python -m cache_integrations.demo [--out DIR] [--model M]``. Three parts run on GLM (a multi-turn
+support assistant, questions over a long document, a batch code review, echoing Zhipu's context-caching
+guide); the fourth pins the long document in an explicit Gemini cache (``gemini-2.5-flash``), asks ten
+questions against it and deletes it. A provider whose key is set (``ZHIPUAI_API_KEY``; ``GEMINI_API_KEY``
+or ``GOOGLE_API_KEY``) is called for real; the others run on the built-in emulator over loopback HTTP,
+so the demo runs offline in seconds with identical output every time. It prints per-call and per-part
+cache hits and costs (storage included, savings net of it), and writes ``cost.png`` and ``calls.json``.
 """
 
 from __future__ import annotations

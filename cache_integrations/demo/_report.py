@@ -2,26 +2,29 @@
 
 All numbers come from the handler's ledger records (tokens as the provider reported them, costs as
 the ledger priced them); per-part totals fold those records with `CacheStats.add`, the same
-aggregation the ledger uses, so the rows add up to the ledger's own total.
+aggregation the ledger uses, so the rows add up to the ledger's own total. Costs include explicit-cache
+storage (part 4), so every "saved" is net of cache writes and storage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from functools import reduce
 from typing import Any
 
 from ..accounting import CacheStats
-from ._scenario import PARTS, LabelledCall
+from ._scenario import PARTS, LabelledCall, PinnedCache, Scenario
 
-__all__ = ["call_table", "calls_document", "part_stats", "totals_table"]
+__all__ = ["call_table", "calls_document", "part_stats", "pinned_summary", "totals_table"]
 
 _TOTAL_LABEL = "all parts"
 
 
 def _money(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"${value:.6f}"
+    if value is None:
+        return "n/a"
+    return f"-${-value:.6f}" if value < 0 else f"${value:.6f}"
 
 
 def _percent(part: float | Decimal | None, whole: float | Decimal | None) -> str:
@@ -48,7 +51,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: st
 
 def call_table(calls: Sequence[LabelledCall]) -> str:
     """One row per call, in scenario order."""
-    header = ("#", "part", "call", "prompt", "cached", "hit %", "output", "cost", "saved")
+    header = ("#", "part", "call", "prompt", "cached", "written", "hit %", "output", "cost", "saved")
     rows = []
     for seq, c in enumerate(calls, 1):
         usage, cost = c.record.usage, c.record.cost
@@ -59,13 +62,14 @@ def call_table(calls: Sequence[LabelledCall]) -> str:
                 str(c.call),
                 str(usage.input_tokens),
                 str(usage.cache_read_tokens),
+                str(usage.cache_write_tokens),
                 f"{100 * usage.hit_rate:.1f}",
                 str(usage.output_tokens),
                 _money(cost.total if cost else None),
                 _money(cost.saved if cost else None),
             )
         )
-    return format_table(header, rows, "rlrrrrrrr")
+    return format_table(header, rows, "rlrrrrrrrr")
 
 
 def part_stats(calls: Iterable[LabelledCall]) -> list[CacheStats]:
@@ -81,24 +85,47 @@ def part_stats(calls: Iterable[LabelledCall]) -> list[CacheStats]:
 
 
 def _totals_row(label: str, s: CacheStats) -> tuple[str, ...]:
+    # A row with an unpriced call would add up only part of its money: print n/a rather than a partial sum.
+    priced = s.unpriced_calls == 0
+    cost, without, storage, saved = (
+        v if priced else None for v in (s.cost, s.cost_without_caching, s.storage_cost, s.saved)
+    )
     return (
         label,
         str(s.calls),
         str(s.input_tokens),
         str(s.cache_read_tokens),
         f"{100 * s.hit_rate:.1f}",
-        _money(s.cost),
-        _money(s.cost_without_caching),
-        _money(s.saved),
-        _percent(s.saved, s.cost_without_caching),
+        _money(cost),
+        _money(storage),
+        _money(without),
+        _money(saved),
+        _percent(saved, without),
     )
 
 
 def totals_table(parts: Sequence[CacheStats], total: CacheStats) -> str:
-    """Per-part rows plus the overall row (the ledger's own total)."""
-    header = ("part", "calls", "input", "cached", "hit %", "cost", "no-cache cost", "saved", "saved %")
+    """Per-part rows plus the overall row (the ledger's own total); cost includes storage."""
+    header = ("part", "calls", "input", "cached", "hit %", "cost", "storage", "no-cache cost", "saved", "saved %")
     rows = [_totals_row(s.model, s) for s in parts] + [_totals_row(_TOTAL_LABEL, total)]
-    return format_table(header, rows, "lrrrrrrrr", footer=1)
+    return format_table(header, rows, "lrrrrrrrrr", footer=1)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g} h"
+
+
+def pinned_summary(pinned: PinnedCache, stats: CacheStats) -> str:
+    """Two lines on part 4's cache: what it held and what it netted, then that it was deleted."""
+    expiry = pinned.expire_time.strftime("%Y-%m-%d %H:%M:%S UTC")
+    saved = stats.saved if stats.unpriced_calls == 0 else None
+    percent = _percent(saved, stats.cost_without_caching)
+    net = f"net saved {_money(saved)} ({percent} %) after {_money(stats.storage_cost)} of storage"
+    return (
+        f"{stats.model}: cache {pinned.name}, {pinned.tokens} tokens, expiry {expiry}; {net}\n"
+        f"Deleted after the last question; the storage above is its whole {_hours(pinned.ttl_seconds)} TTL, "
+        "booked at creation."
+    )
 
 
 def _number(value: Decimal | None) -> float | None:
@@ -115,19 +142,40 @@ def _call_json(seq: int, c: LabelledCall) -> dict[str, Any]:
         "provider": c.record.provider,
         "input_tokens": usage.input_tokens,
         "cached_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_storage_token_hours": round(usage.cache_storage_token_hours, 3),
         "output_tokens": usage.output_tokens,
         "hit_rate": round(usage.hit_rate, 6),
         "cost_usd": _number(cost.total if cost else None),
+        "storage_usd": _number(cost.storage if cost else None),
         "cost_without_caching_usd": _number(cost.without_caching if cost else None),
         "saved_usd": _number(cost.saved if cost else None),
     }
 
 
-def calls_document(calls: Sequence[LabelledCall], *, mode: str, model: str) -> dict[str, Any]:
-    """The ``calls.json`` payload: run metadata plus one object per call (costs ``null`` when unpriced)."""
+def _pinned_json(pinned: PinnedCache | None) -> dict[str, Any] | None:
+    if pinned is None:
+        return None
     return {
-        "mode": mode,
-        "model": model,
-        "parts": [{"key": p.key, "title": p.title} for p in PARTS],
-        "calls": [_call_json(seq, c) for seq, c in enumerate(calls, 1)],
+        "name": pinned.name,
+        "tokens": pinned.tokens,
+        "expire_time": pinned.expire_time.isoformat(),
+        "ttl_seconds": pinned.ttl_seconds,
+        "deleted": True,  # run_pinned always deletes it; a failed delete fails the run
+    }
+
+
+def calls_document(scenario: Scenario, *, modes: Mapping[str, str], models: Mapping[str, str]) -> dict[str, Any]:
+    """The ``calls.json`` payload: run metadata plus one object per call (costs ``null`` when unpriced).
+
+    ``modes`` and ``models`` map each provider of `PARTS` (``glm``, ``gemini``) to its mode
+    (``provider`` or ``emulator``) and model; the top-level ``mode`` and ``model`` are GLM's.
+    """
+    return {
+        "mode": modes["glm"],
+        "model": models["glm"],
+        "backends": {p: {"mode": modes[p], "model": models[p]} for p in ("glm", "gemini")},
+        "parts": [{"key": p.key, "title": p.title, "backend": p.provider, "model": models[p.provider]} for p in PARTS],
+        "pinned_cache": _pinned_json(scenario.pinned),
+        "calls": [_call_json(seq, c) for seq, c in enumerate(scenario.calls, 1)],
     }
