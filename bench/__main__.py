@@ -13,7 +13,7 @@ from typing import Any
 
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
-from . import efficiency, gemini, overhead
+from . import efficiency, gemini, overhead, registry
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in WORKLOADS
     ]
     gem = gemini.measure()
+    lookups, herd = registry.measure()
     timings = overhead.measure(rounds=args.rounds)
 
     lines = [
@@ -93,6 +94,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
+        "## Registries (one explicit cache per prefix across processes)",
+        "",
+        registry.__doc__.strip().split("\n\n")[1].replace("\n", " ") if registry.__doc__ else "",
+        "",
+        "| registry | warm-path lookup (µs per hit) |",
+        "|---|---:|",
+        *(f"| {x.registry} | {x.microseconds_per_hit:.1f} |" for x in lookups),
+        "",
+        "| thundering herd | requests | caches created | requests served from a cache | wall time (s) |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {h.registry} | {h.requests} | {h.caches_created} | {h.requests_served_from_cache} | {h.seconds:.2f} |"
+            for h in herd
+        ),
+    ]
+    lines += [
+        "",
         "## Per-call overhead (loopback HTTP to the emulator)",
         "",
         f"{args.rounds} interleaved calls per client after warm-up; overhead = median minus raw httpx on the "
@@ -111,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "efficiency": [asdict(r) for r in eff],
                     "gemini": [asdict(g) for g in gem],
+                    "registry_lookup": [asdict(x) for x in lookups],
+                    "thundering_herd": [asdict(h) for h in herd],
                     "overhead": [asdict(t) for t in timings],
                 }
             ),

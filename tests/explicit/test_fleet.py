@@ -7,11 +7,9 @@ really overlap; workers are separate processes, as in a real deployment.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,7 @@ import pytest
 from cache_integrations.langchain import ChatGemini
 from cache_integrations.messages import ChatRequest, Message
 from cache_integrations.testing import Emulator
-
-from . import fleet_worker
+from cache_integrations.testing.fleet import run_fleet
 
 DOCUMENT = "\n".join(f"Clause {i}: supplier {i} must deliver within {i % 9 + 1} days." for i in range(400))
 pytestmark = pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
@@ -38,15 +35,8 @@ def test_four_processes_times_25_cold_requests_create_exactly_one_cache(
     if kind == "redis":
         registry = f"{redis_url.rsplit('/', 1)[0]}/1"  # a database of its own
     emu = Emulator(latency=0.05)
-    with emu.serve() as server, ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
-        start_at = time.time() + 4.0  # after every worker has imported and built its model
-        futures = [
-            pool.submit(
-                fleet_worker.ask_cold_prefix, server.gemini_base_url, registry, "fleet-key", DOCUMENT, 25, start_at
-            )
-            for _ in range(4)
-        ]
-        results = [r for f in futures for r in f.result(timeout=120)]
+    with emu.serve() as server:
+        results = run_fleet(server.gemini_base_url, registry, DOCUMENT, processes=4, threads=25).replies
     assert len(results) == 100
     assert emu.counters.caches_created == 1
     names = {name for _, name in results}
@@ -68,7 +58,7 @@ def test_a_killed_creators_lease_is_taken_over(kind: str, tmp_path: Path, redis_
         key = manager.prefix_key(ChatRequest(llm.model, (Message("system", DOCUMENT), Message("user", "x"))))
         assert key is not None
         doomed = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from tests.explicit.fleet_worker import hold_lease_and_hang as h; "
+            [sys.executable, "-c", "import sys; from tests.explicit.lease_holder import hold_lease_and_hang as h; "
              "h(sys.argv[1], sys.argv[2], sys.argv[3], 1.5)", registry, manager.namespace, key],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
