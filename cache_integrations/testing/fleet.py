@@ -28,9 +28,11 @@ def ask_cold_prefix(
     base_url: str, registry: str, api_key: str, document: str, threads: int, start_at: float
 ) -> list[tuple[int, str]]:
     """In a worker: `threads` concurrent questions over one prefix; (cached tokens, cache name) each."""
+    from pydantic import SecretStr
+
     from cache_integrations.langchain import ChatGemini
 
-    llm = ChatGemini(api_key=api_key, base_url=base_url, cache_registry=registry, cache_mode="always")
+    llm = ChatGemini(api_key=SecretStr(api_key), base_url=base_url, cache_registry=registry, cache_mode="always")
     llm.cache_manager.lease_poll = 0.02
 
     def ask(i: int) -> tuple[int, str]:
