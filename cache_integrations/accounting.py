@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from .pricing import Cost, PriceBook, default_price_book
 from .usage import Usage
@@ -44,6 +45,8 @@ class CallRecord:
     provider: str | None
     usage: Usage
     cost: Cost | None
+    diagnosis: Any = None
+    """The call's `cache_integrations.diagnostics.Diagnosis`, when diagnostics are on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +139,10 @@ class CacheLedger:
     def __post_init__(self) -> None:
         self._calls = deque(maxlen=self.keep_calls)
 
-    def record(self, usage: Usage, *, model: str, provider: str | None = None) -> CallRecord:
+    def record(self, usage: Usage, *, model: str, provider: str | None = None, diagnosis: Any = None) -> CallRecord:
         """Price and add one call. Pricing happens outside the lock; the update is atomic."""
         cost = self.prices.cost(usage, model, provider_price_ids(provider))
-        rec = CallRecord(model, provider, usage, cost)
+        rec = CallRecord(model, provider, usage, cost, diagnosis)
         with self._lock:
             current = self._by_model.get(model) or CacheStats(model=model)
             self._by_model[model] = current.add(usage, cost)

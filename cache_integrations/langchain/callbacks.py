@@ -8,10 +8,15 @@ included, the way langchain-core's `get_usage_metadata_callback` does.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import logging
+import threading
+from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
@@ -19,8 +24,42 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
 from ..accounting import CacheLedger, CacheStats, CallRecord
+from ..diagnostics import CacheDiagnostics, Diagnosis
+from ..errors import InvalidRequestError
+from ..layout import apply_layout
+from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
-from ._convert import usage_from_langchain
+from ._convert import messages_from_langchain, tool_from_langchain, usage_from_langchain
+
+logger = logging.getLogger(__name__)
+
+_SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    model: str
+    messages: tuple[Message, ...]
+    tools: tuple[ToolDefinition, ...]
+    session: str | None
+
+
+def _request_of(
+    messages: Sequence[BaseMessage], params: Mapping[str, Any], metadata: Mapping[str, Any]
+) -> _Request | None:
+    """The request as the model will send it (after its layout step, when it has one)."""
+    try:
+        neutral = messages_from_langchain(messages)
+        tools = tuple(tool_from_langchain(t) for t in params.get("tools") or ())
+    except InvalidRequestError:
+        return None  # a model that takes input the core cannot represent: no diagnosis for it
+    model = str(params.get("model") or params.get("model_name") or "unknown")
+    if params.get("cache_friendly_layout"):
+        laid_out = apply_layout(ChatRequest(model, neutral, tools))
+        neutral, tools = laid_out.messages, laid_out.tools
+    session = next((str(metadata[k]) for k in _SESSION_KEYS if metadata.get(k)), None)
+    return _Request(model, neutral, tools, session)
+
 
 __all__ = ["CacheUsageCallbackHandler", "get_cache_usage_callback"]
 
@@ -35,24 +74,80 @@ class CacheUsageCallbackHandler(BaseCallbackHandler):
     raise_error = False
     run_inline = True
 
-    def __init__(self, prices: PriceBook | None = None) -> None:
+    def __init__(
+        self,
+        prices: PriceBook | None = None,
+        *,
+        diagnostics: CacheDiagnostics | bool = True,
+        trace: str | Path | None = None,
+        trace_prompts: bool = False,
+    ) -> None:
+        """`diagnostics` explains cache misses per call (warnings once per cause); `trace` also
+        writes them to a JSONL file for `python -m cache_integrations doctor`."""
         super().__init__()
-        self.ledger = CacheLedger(prices or default_price_book())
+        prices = prices or default_price_book()
+        self.ledger = CacheLedger(prices)
+        if isinstance(diagnostics, CacheDiagnostics):
+            self.diagnostics: CacheDiagnostics | None = diagnostics
+        elif diagnostics:
+            self.diagnostics = CacheDiagnostics(trace=trace, trace_prompts=trace_prompts, prices=prices)
+        else:
+            self.diagnostics = None
+        self._requests: dict[UUID, _Request] = {}
+        self._lock = threading.Lock()
 
-    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.diagnostics is None or len(messages) != 1:
+            return
+        request = _request_of(messages[0], kwargs.get("invocation_params") or {}, metadata or {})
+        if request is not None:
+            with self._lock:
+                self._requests[run_id] = request
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            self._requests.pop(run_id, None)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID | None = None, **kwargs: Any) -> None:
+        with self._lock:
+            request = self._requests.pop(run_id, None) if run_id is not None else None
         for generations in response.generations:
             for gen in generations:
                 message = gen.message if isinstance(gen, ChatGeneration) else None
                 if isinstance(message, BaseMessage):
-                    self._record(message)
+                    self._record(message, request)
 
-    def _record(self, message: BaseMessage) -> None:
-        usage = getattr(message, "usage_metadata", None)
-        if not usage:
+    def _record(self, message: BaseMessage, request: _Request | None) -> None:
+        usage_meta = getattr(message, "usage_metadata", None)
+        if not usage_meta:
             return
         meta = message.response_metadata
         model = meta.get("model_name") or meta.get("model") or "unknown"
-        self.ledger.record(usage_from_langchain(usage, meta), model=model, provider=meta.get("model_provider"))
+        usage = usage_from_langchain(usage_meta, meta)
+        diagnosis = None
+        if self.diagnostics is not None and request is not None:
+            diagnosis = self.diagnostics.observe(
+                model=model,
+                messages=request.messages,
+                tools=request.tools,
+                usage=usage,
+                provider=meta.get("model_provider"),
+                session=request.session,
+            )
+        self.ledger.record(usage, model=model, provider=meta.get("model_provider"), diagnosis=diagnosis)
+
+    @property
+    def diagnoses(self) -> list[Diagnosis]:
+        """Per-call diagnoses, oldest first (calls with a known request only)."""
+        return [c.diagnosis for c in self.ledger.calls if c.diagnosis is not None]
 
     @property
     def by_model(self) -> dict[str, CacheStats]:
@@ -82,7 +177,9 @@ register_configure_hook(_cache_usage_var, inheritable=True)
 
 
 @contextmanager
-def get_cache_usage_callback(prices: PriceBook | None = None) -> Generator[CacheUsageCallbackHandler, None, None]:
+def get_cache_usage_callback(
+    prices: PriceBook | None = None, *, trace: str | Path | None = None, diagnostics: bool = True
+) -> Generator[CacheUsageCallbackHandler, None, None]:
     """Collect cache usage of every LangChain model call made inside the block.
 
     Example:
@@ -92,7 +189,7 @@ def get_cache_usage_callback(prices: PriceBook | None = None) -> Generator[Cache
         print(cb.report())
         ```
     """
-    handler = CacheUsageCallbackHandler(prices)
+    handler = CacheUsageCallbackHandler(prices, diagnostics=diagnostics, trace=trace)
     token = _cache_usage_var.set(handler)
     try:
         yield handler

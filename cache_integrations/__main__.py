@@ -1,0 +1,28 @@
+"""Command line: `python -m cache_integrations doctor trace.jsonl`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .doctor import doctor_report, load_trace
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cache_integrations", description="cache_integrations tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    doctor = sub.add_parser("doctor", help="explain the cache misses recorded in a diagnostics trace (JSONL)")
+    doctor.add_argument("trace", help="a trace written by a handler created with trace=...")
+    doctor.add_argument("--buckets", type=int, default=8, help="rows of the hit-rate-over-time table")
+    args = parser.parse_args(argv)
+    try:
+        records = load_trace(args.trace)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(doctor_report(records, buckets=args.buckets))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,519 @@
+"""Why did my cache miss? Prefix-stability diagnostics.
+
+Providers only say *how many* tokens came from cache. The usual reason for a low number is a prefix
+the application itself broke: a timestamp in the system prompt, tools reordered, memory inserted
+ahead of the history, a sliding window dropping the oldest turns. `CacheDiagnostics` watches the
+requests of each conversation and, for every call, reports where its prefix first differs from the
+previous request's, what kind of change that is, how many tokens the layout made cacheable, how
+many the provider reported, and what the difference cost.
+
+A request is a chain of units: unit 0 is the model and tool definitions, then one unit per message.
+Each unit has an exact hash and a *normalized* hash, computed after masking volatile values
+(timestamps, dates, times, UUIDs, long hex ids, epoch numbers), which lets a request be matched to
+its conversation even when a timestamp broke its prefix. Conversations are keyed by a caller's
+session id when given, otherwise by lineage: the recent request the new one shares most content with.
+Prompt text never leaves the process unless `trace_prompts=True`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from .layout import canonical_json, stable_prefix_length
+from .messages import Message, TextPart, ToolDefinition
+from .pricing import PriceBook, default_price_book
+from .usage import Usage
+
+__all__ = [
+    "CAUSES",
+    "CacheDiagnostics",
+    "Cause",
+    "Diagnosis",
+    "LintFinding",
+    "find_volatile",
+    "lint_messages",
+]
+
+logger = logging.getLogger("cache_integrations.diagnostics")
+
+Cause = Literal[
+    "system_prompt_changed",
+    "tools_changed",
+    "tools_reordered",
+    "model_changed",
+    "history_rewritten",
+    "history_truncated",
+    "volatile_content",
+    "below_minimum",
+    "ttl_elapsed",
+    "provider_side_miss",
+]
+
+CAUSES: dict[str, tuple[str, str]] = {
+    "system_prompt_changed": (
+        "the system prompt changed between calls",
+        "keep the system prompt byte-identical; move per-call details into the last user message",
+    ),
+    "tools_changed": ("the tool definitions changed", "bind the same tools, with the same schemas, on every call"),
+    "tools_reordered": (
+        "the same tools were sent in a different order",
+        "keep cache_friendly_layout on (it orders tools by name) or bind tools in a fixed order",
+    ),
+    "model_changed": ("the model changed", "a cache belongs to one model: keep the model fixed within a conversation"),
+    "history_rewritten": (
+        "an earlier message was changed, removed or inserted ahead of the history",
+        "append to the history only; put memory or retrieved context in the newest user turn",
+    ),
+    "history_truncated": (
+        "the oldest turns were dropped (a sliding window)",
+        "summarize or trim in large, rare steps rather than every turn, so the prefix stays stable between trims",
+    ),
+    "volatile_content": (
+        "a value that changes on every call sits inside the prefix",
+        "move the changing value (date, time, id) out of the system prompt into the last user message",
+    ),
+    "below_minimum": (
+        "the stable prefix is below the provider's minimum cacheable size",
+        "caching starts at the provider's minimum: put more stable context first or accept no caching",
+    ),
+    "ttl_elapsed": (
+        "the previous call was longer ago than the provider keeps its cache",
+        "calls further apart than the cache TTL miss; use an explicit cache with a longer TTL if it pays",
+    ),
+    "provider_side_miss": (
+        "the prefix was stable, but the provider served fewer tokens from cache than it could have",
+        "nothing to fix in the prompt: implicit caching is best-effort (load balancing, eviction)",
+    ),
+}
+"""Each cause: what happened, and the fix to suggest."""
+
+# Implicit-cache minimums and lifetimes by provider (configurable): GLM shows no minimum; OpenAI
+# caches from 1024 tokens and keeps prefixes for 5-10 minutes; Gemini's implicit minimum is 1024 on
+# Flash models (2048-4096 on others). None means unknown: that check is skipped.
+DEFAULT_MINIMUMS: dict[str, int] = {"zhipuai": 0, "zai": 0, "openai": 1024, "google": 1024, "deepseek": 0}
+DEFAULT_TTLS: dict[str, float] = {"openai": 300.0, "google": 3600.0}
+
+_VOLATILE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("timestamp", re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")),
+    ("uuid", re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")),
+    ("date", re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b")),
+    (
+        "date",
+        re.compile(
+            r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? \w+ \d{1,2},? \d{4}\b|"
+            r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]* \d{1,2},? \d{4}\b"
+        ),
+    ),
+    ("time", re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b")),
+    ("epoch", re.compile(r"\b1[6-9]\d{8}(?:\d{3})?\b")),
+    ("request id", re.compile(r"\b(?:req|request|trace|session|run)[_-]?(?:id)?[_:=-]?[0-9a-zA-Z]{8,}\b", re.I)),
+    ("hex id", re.compile(r"\b[0-9a-f]{16,}\b")),
+)
+
+
+def find_volatile(text: str) -> list[tuple[str, int, str]]:
+    """Volatile values in `text`: (kind, character offset, matched text), first match wins per span."""
+    found: list[tuple[str, int, str]] = []
+    taken: list[tuple[int, int]] = []
+    for kind, pattern in _VOLATILE_PATTERNS:
+        for m in pattern.finditer(text):
+            if any(m.start() < end and start < m.end() for start, end in taken):
+                continue
+            taken.append((m.start(), m.end()))
+            found.append((kind, m.start(), m.group(0)))
+    return sorted(found, key=lambda f: f[1])
+
+
+def _mask(text: str) -> str:
+    for kind, pattern in _VOLATILE_PATTERNS:
+        text = pattern.sub(f"<{kind}>", text)
+    return text
+
+
+# -- the static linter --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LintFinding:
+    """A volatile value in a part of the prompt that forms the cached prefix."""
+
+    where: str
+    kind: str
+    offset: int
+    value: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.where}, offset {self.offset}: {self.kind} {self.value!r} in the cached prefix; {self.fix}"
+
+
+def _message_text(message: Message) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    return "".join(p.text for p in message.content if isinstance(p, TextPart))
+
+
+def lint_messages(messages: Sequence[Message], tools: Sequence[ToolDefinition] = ()) -> list[LintFinding]:
+    """Volatile values in the tools, the system messages and every turn before the newest question.
+
+    Those parts form the prefix a provider can cache; a value that changes per call there breaks it.
+    Values in the newest user turn are fine and not reported.
+    """
+    findings: list[LintFinding] = []
+    fix = CAUSES["volatile_content"][1]
+    for tool in tools:
+        for kind, offset, value in find_volatile(canonical_json(dict(tool.parameters)) + tool.description):
+            findings.append(LintFinding(f"tool {tool.name!r}", kind, offset, value, fix))
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=len(messages))
+    for i, message in enumerate(messages):
+        if i >= last_user and message.role != "system":
+            continue
+        for kind, offset, value in find_volatile(_message_text(message)):
+            findings.append(LintFinding(f"messages[{i}] ({message.role})", kind, offset, value, fix))
+    return findings
+
+
+# -- divergence tracking ------------------------------------------------------------------------
+
+
+def _h(data: str) -> str:
+    return hashlib.sha256(data.encode()).hexdigest()[:24]
+
+
+def _unit_text(message: Message) -> str:
+    """A message as one string: role, text, and the calls it carries (canonical JSON)."""
+    parts = [message.role, _message_text(message)]
+    parts.extend(f"{c.name}:{canonical_json(dict(c.arguments))}" for c in message.tool_calls)
+    if message.tool_call_id:
+        parts.append(message.tool_call_id)
+    return "\x1f".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    exact: str
+    normalized: str
+    chars: int
+    text: str  # kept in memory only (and in the trace only with trace_prompts=True)
+
+
+@dataclass
+class _Observed:
+    conversation: str
+    model: str
+    units: tuple[_Unit, ...]
+    tool_names: tuple[str, ...]
+    stable_units: int
+    at: float
+    index: int
+
+
+def _units(model: str, messages: Sequence[Message], tools: Sequence[ToolDefinition]) -> tuple[_Unit, ...]:
+    head = canonical_json([model, [[t.name, t.description, dict(t.parameters)] for t in tools]])
+    texts = [head, *(_unit_text(m) for m in messages)]
+    return tuple(_Unit(_h(t), _h(_mask(t)), len(t), t) for t in texts)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """What one call's cache usage says about its prefix.
+
+    `message_index` and `char_offset` locate the first difference (the offset is within that
+    message's text; `token_offset` counts from the start of the request). `expected_cacheable_tokens`
+    is what the layout made cacheable: the tokens of the prefix this request shares with the previous
+    one of its conversation. `potential_cacheable_tokens` is what an append-only layout could have
+    had (every unit the previous request already sent).
+    `lost_tokens` is potential minus reported, attributed to `cause`; token counts are estimated from
+    characters, calibrated on the call's reported input tokens.
+    """
+
+    conversation: str
+    call_index: int
+    model: str
+    cause: str | None
+    message_index: int | None
+    char_offset: int | None
+    token_offset: int | None
+    detail: str
+    fix: str
+    input_tokens: int
+    reported_cached_tokens: int
+    expected_cacheable_tokens: int
+    potential_cacheable_tokens: int
+    lost_tokens: int
+    lost_usd: Decimal | None
+    prefix_fingerprint: str
+
+    @property
+    def efficiency(self) -> float | None:
+        """Reported cached tokens over what the layout made cacheable (None when nothing was)."""
+        if self.expected_cacheable_tokens <= 0:
+            return None
+        return min(self.reported_cached_tokens / self.expected_cacheable_tokens, 1.0)
+
+    def to_json(self, prompt: str | None = None) -> dict[str, Any]:
+        out = asdict(self)
+        out["lost_usd"] = None if self.lost_usd is None else str(self.lost_usd)
+        out["efficiency"] = self.efficiency
+        if prompt is not None:
+            out["prompt"] = prompt
+        return out
+
+
+_LINEAGE_CHARS = 200
+"""Characters two first messages must share from the start to belong to one conversation."""
+
+
+def _common_start(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    model: str
+    provider: str | None
+    units: tuple[_Unit, ...]
+    tool_names: tuple[str, ...]
+    usage: Usage
+    at: float
+
+
+@dataclass
+class _Verdict:
+    cause: str | None = None
+    detail: str = ""
+    message_index: int | None = None
+    char_offset: int | None = None
+    prefix_chars: int = 0
+    expected: int = 0
+    potential: int = 0
+
+    def set(self, cause: str, detail: str, message_index: int | None = None, char_offset: int | None = None) -> None:
+        self.cause, self.detail, self.message_index, self.char_offset = cause, detail, message_index, char_offset
+
+
+@dataclass
+class CacheDiagnostics:
+    """Tracks the prefix of every observed call and explains cache misses.
+
+    `trace` writes one JSON line per call (fingerprints, offsets, usage, the diagnosis; prompt text
+    only with `trace_prompts`). `warn` logs one warning per cause and model, not per call.
+    `minimums` / `ttls` are implicit-cache rules per provider id.
+    """
+
+    trace: str | Path | None = None
+    trace_prompts: bool = False
+    warn: bool = True
+    minimums: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MINIMUMS))
+    ttls: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TTLS))
+    prices: PriceBook = field(default_factory=default_price_book)
+    clock: Callable[[], float] = time.time
+    keep_requests: int = 256
+    miss_tolerance: float = 0.9
+    _recent: OrderedDict[str, _Observed] = field(default_factory=OrderedDict, init=False, repr=False)
+    _sessions: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _warned: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    diagnoses: list[Diagnosis] = field(default_factory=list, init=False, repr=False)
+
+    def observe(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[ToolDefinition] = (),
+        usage: Usage | None,
+        provider: str | None = None,
+        session: str | None = None,
+    ) -> Diagnosis:
+        """Diagnose one finished call (its request as sent, and the usage the provider reported)."""
+        units = _units(model, messages, tools)
+        call = _Call(model, provider, units, tuple(t.name for t in tools), usage or Usage(), self.clock())
+        with self._lock:
+            parent = self._parent(units, session)
+            conversation = parent.conversation if parent else (session or f"c{len(self._counts) + 1}")
+            index = self._counts.get(conversation, 0)
+            self._counts[conversation] = index + 1
+            diagnosis = self._diagnose(call, parent, conversation, index)
+            stable = stable_prefix_length(messages) + 1  # + the model/tools unit
+            self._recent[f"{conversation}:{index}"] = _Observed(
+                conversation, model, units, call.tool_names, stable, call.at, index
+            )
+            if session:
+                self._sessions[session] = f"{conversation}:{index}"
+            while len(self._recent) > self.keep_requests:
+                self._recent.popitem(last=False)
+            self.diagnoses.append(diagnosis)
+            del self.diagnoses[: -10 * self.keep_requests]
+        self._report(diagnosis, units)
+        return diagnosis
+
+    # -- lineage ----------------------------------------------------------------------------------
+
+    def _parent(self, units: tuple[_Unit, ...], session: str | None) -> _Observed | None:
+        if session is not None:
+            key = self._sessions.get(session)
+            return self._recent.get(key) if key else None
+        mine = {u.normalized: u.chars for u in units}
+        best, best_score = None, 0
+        for observed in reversed(self._recent.values()):  # newest first: ties go to the latest
+            score = sum(mine.get(u.normalized, 0) for u in observed.units[1:])
+            score += 1 if observed.units[0].normalized == units[0].normalized else 0
+            if score > best_score:
+                best, best_score = observed, score
+        # share at least one message's content (a common system prompt, say) to count as lineage
+        if best is not None and best_score > 1:
+            return best
+        # An edited first message shares no whole unit: fall back to a long common start.
+        if len(units) > 1:
+            for observed in reversed(self._recent.values()):
+                if len(observed.units) > 1 and _common_start(units[1].text, observed.units[1].text) >= _LINEAGE_CHARS:
+                    return observed
+        return None
+
+    # -- diagnosis --------------------------------------------------------------------------------
+
+    def _diagnose(self, call: _Call, parent: _Observed | None, conversation: str, index: int) -> Diagnosis:
+        units, usage = call.units, call.usage
+        per_char = usage.input_tokens / (sum(u.chars for u in units) or 1) if usage.input_tokens else 0.25
+        tokens = [round(u.chars * per_char) for u in units]
+        verdict = _Verdict()
+        if parent is None:
+            verdict.detail = "first call of its conversation"
+        else:
+            self._judge(call, parent, tokens, verdict)
+        lost = max(verdict.potential - usage.cache_read_tokens, 0) if verdict.cause else 0
+        token_offset = None
+        if verdict.char_offset is not None:
+            token_offset = round((verdict.prefix_chars + verdict.char_offset) * per_char)
+        return Diagnosis(
+            conversation=conversation,
+            call_index=index,
+            model=call.model,
+            cause=verdict.cause,
+            message_index=verdict.message_index,
+            char_offset=verdict.char_offset,
+            token_offset=token_offset,
+            detail=verdict.detail,
+            fix=CAUSES[verdict.cause][1] if verdict.cause else "",
+            input_tokens=usage.input_tokens,
+            reported_cached_tokens=usage.cache_read_tokens,
+            expected_cacheable_tokens=verdict.expected,
+            potential_cacheable_tokens=verdict.potential,
+            lost_tokens=lost,
+            lost_usd=self._money(lost, call.model, call.provider),
+            prefix_fingerprint=units[-1].exact if units else "",
+        )
+
+    def _judge(self, call: _Call, parent: _Observed, tokens: list[int], verdict: _Verdict) -> None:
+        """Fill `verdict` for a call whose conversation has an earlier request."""
+        units, sent, usage = call.units, parent.units, call.usage
+        matched = 0
+        while matched < min(len(units), len(sent)) and units[matched].exact == sent[matched].exact:
+            matched += 1
+        verdict.expected = sum(tokens[:matched])
+        sent_normalized = {u.normalized for u in sent}
+        verdict.potential = sum(t for u, t in zip(units, tokens, strict=True) if u.normalized in sent_normalized)
+        if matched < min(len(units), parent.stable_units):  # the break is inside the previous prefix
+            verdict.prefix_chars = sum(u.chars for u in units[:matched])
+            self._classify(call, parent, matched, verdict)
+            return
+        verdict.potential = verdict.expected  # the prefix held: the layout lost nothing
+        minimum = self.minimums.get(call.provider or "")
+        gap = call.at - parent.at
+        ttl = self.ttls.get(call.provider or "")
+        missed = usage.cache_read_tokens < self.miss_tolerance * verdict.expected
+        if minimum and verdict.expected < minimum:
+            verdict.set("below_minimum", f"{verdict.expected} cacheable tokens, below the minimum of {minimum}")
+        elif ttl is not None and gap > ttl and missed:
+            verdict.set("ttl_elapsed", f"{gap:.0f} s since the previous call, longer than the {ttl:.0f} s TTL")
+        elif verdict.expected > 0 and missed:
+            verdict.set(
+                "provider_side_miss",
+                f"{verdict.expected} tokens were cacheable, the provider reported {usage.cache_read_tokens}",
+            )
+        else:
+            verdict.detail = "prefix stable"
+
+    def _classify(self, call: _Call, parent: _Observed, d: int, verdict: _Verdict) -> None:
+        """Name the first differing unit's change: which message, where, and what kind."""
+        new, old = call.units[d], parent.units[d]
+        first = _common_start(new.text, old.text)
+        if d == 0:
+            if call.model != parent.model:
+                verdict.set("model_changed", f"model {parent.model!r} -> {call.model!r}")
+            elif sorted(call.tool_names) == sorted(parent.tool_names) and call.tool_names != parent.tool_names:
+                verdict.set("tools_reordered", f"tools {list(parent.tool_names)} -> {list(call.tool_names)}", None, 0)
+            else:
+                verdict.set("tools_changed", f"tool definitions differ from character {first}", None, first)
+            return
+        i = d - 1
+        role, _, text = new.text.partition("\x1f")
+        offset = max(first - len(role) - 1, 0)  # within the message's text
+        later_new = [u.exact for u in call.units[d + 1 :]]
+        later_old = [u.exact for u in parent.units[d + 1 :]]
+        where = "the system prompt" if role == "system" else f"messages[{i}] ({role})"
+        if new.normalized == old.normalized:
+            found = [v for v in find_volatile(text) if v[1] + len(v[2]) > offset]
+            kind, at, value = found[0] if found else ("value", offset, "")
+            verdict.set("volatile_content", f"a {kind} ({value!r}) in {where} changes on every call", i, at)
+        elif new.exact in later_old:
+            dropped = later_old.index(new.exact) + 1
+            verdict.set("history_truncated", f"{dropped} message(s) dropped at messages[{i}]", i, 0)
+        elif old.exact in later_new:
+            inserted = later_new.index(old.exact) + 1
+            verdict.set(
+                "history_rewritten", f"{inserted} message(s) inserted at messages[{i}], ahead of the history", i, 0
+            )
+        elif role == "system":
+            verdict.set("system_prompt_changed", f"{where} differs from character {offset}", i, offset)
+        else:
+            verdict.set("history_rewritten", f"{where} differs from character {offset}", i, offset)
+
+    def _money(self, tokens: int, model: str, provider: str | None) -> Decimal | None:
+        if tokens <= 0:
+            return Decimal(0)
+        unit = self.prices.unit_prices(model, (provider,) if provider else ())
+        if unit is None:
+            return None
+        full, cached = unit
+        return tokens * (full - cached) / Decimal(1_000_000)
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    def _report(self, diagnosis: Diagnosis, units: tuple[_Unit, ...]) -> None:
+        if diagnosis.cause and self.warn:
+            key = (diagnosis.cause, diagnosis.model)
+            with self._lock:
+                first = key not in self._warned
+                self._warned.add(key)
+            if first:
+                where = "" if diagnosis.message_index is None else f" at messages[{diagnosis.message_index}]"
+                offset = "" if diagnosis.char_offset is None else f", character {diagnosis.char_offset}"
+                logger.warning(
+                    "prompt cache miss (%s)%s%s: %s. Fix: %s. (%d tokens lost on this call; reported once per cause)",
+                    diagnosis.cause,
+                    where,
+                    offset,
+                    diagnosis.detail,
+                    diagnosis.fix,
+                    diagnosis.lost_tokens,
+                )
+        if self.trace is not None:
+            prompt = "\n".join(u.text for u in units) if self.trace_prompts else None
+            line = json.dumps({"ts": self.clock(), **diagnosis.to_json(prompt)}, ensure_ascii=False)
+            with self._lock, open(self.trace, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")

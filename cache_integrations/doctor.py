@@ -1,0 +1,121 @@
+"""`python -m cache_integrations doctor trace.jsonl`: a readable report of a diagnostics trace.
+
+Hit rate over time, every cause of misses with its count, tokens and money lost and the first
+example, so a team sees which fix pays most.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import CAUSES
+
+__all__ = ["doctor_report", "load_trace"]
+
+
+def load_trace(path: str | Path) -> list[dict[str, Any]]:
+    """The trace's records, oldest first; a line that is not JSON is reported, not silently skipped."""
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from exc
+    return records
+
+
+@dataclass
+class _CauseStats:
+    calls: int = 0
+    lost_tokens: int = 0
+    lost_usd: Decimal = Decimal(0)
+    unpriced: int = 0
+    example: dict[str, Any] = field(default_factory=dict)
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}" if whole else "-"
+
+
+def _table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> list[str]:
+    rows = list(rows)
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    fmt = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in (header, *rows)
+    ]
+    return [fmt[0], "  ".join("-" * w for w in widths), *fmt[1:]]
+
+
+def doctor_report(records: list[dict[str, Any]], buckets: int = 8) -> str:
+    if not records:
+        return "The trace is empty: no calls were recorded."
+    conversations = {r.get("conversation") for r in records}
+    inputs = sum(int(r.get("input_tokens") or 0) for r in records)
+    cached = sum(int(r.get("reported_cached_tokens") or 0) for r in records)
+    expected = sum(int(r.get("expected_cacheable_tokens") or 0) for r in records)
+    lines = [
+        f"{len(records)} calls in {len(conversations)} conversation(s); {inputs} input tokens, {cached} served "
+        f"from cache ({_pct(cached, inputs)} %); the layout made {expected} cacheable "
+        f"(cache efficiency {_pct(min(cached, expected), expected)} %).",
+        "",
+        "Hit rate over time",
+    ]
+    size = max(1, -(-len(records) // buckets))
+    rows = []
+    for start in range(0, len(records), size):
+        chunk = records[start : start + size]
+        i_tokens = sum(int(r.get("input_tokens") or 0) for r in chunk)
+        c_tokens = sum(int(r.get("reported_cached_tokens") or 0) for r in chunk)
+        bar = "#" * round(20 * c_tokens / i_tokens) if i_tokens else ""
+        rows.append(
+            (f"calls {start + 1}-{start + len(chunk)}", str(i_tokens), str(c_tokens), _pct(c_tokens, i_tokens), bar)
+        )
+    lines += _table(("calls", "input", "cached", "hit %", ""), rows)
+
+    causes: dict[str, _CauseStats] = {}
+    for r in records:
+        cause = r.get("cause")
+        if not cause:
+            continue
+        stats = causes.setdefault(cause, _CauseStats(example=r))
+        stats.calls += 1
+        stats.lost_tokens += int(r.get("lost_tokens") or 0)
+        if r.get("lost_usd") is None:
+            stats.unpriced += 1
+        else:
+            stats.lost_usd += Decimal(str(r["lost_usd"]))
+    lines.append("")
+    if not causes:
+        lines.append("No cache misses with a cause: every prefix was stable.")
+        return "\n".join(lines)
+    lines.append("Causes of misses (most money lost first)")
+    ranked = sorted(causes.items(), key=lambda kv: (kv[1].lost_usd, kv[1].lost_tokens), reverse=True)
+    lines += _table(
+        ("cause", "calls", "tokens lost", "money lost"),
+        (
+            (name, str(s.calls), str(s.lost_tokens), f"${s.lost_usd:.6f}" + (" (+unpriced)" if s.unpriced else ""))
+            for name, s in ranked
+        ),
+    )
+    for name, s in ranked:
+        what, fix = CAUSES.get(name, (name, ""))
+        ex = s.example
+        where = f", messages[{ex['message_index']}]" if ex.get("message_index") is not None else ""
+        offset = f", character {ex['char_offset']}" if ex.get("char_offset") is not None else ""
+        lines += [
+            "",
+            f"{name}: {what}.",
+            f"  first seen: conversation {ex.get('conversation')}, call {ex.get('call_index')}{where}{offset}: "
+            f"{ex.get('detail')}",
+            f"  fix: {fix}",
+        ]
+    return "\n".join(lines)
