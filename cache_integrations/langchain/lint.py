@@ -8,7 +8,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
-from langchain_core.prompts.chat import BaseMessagePromptTemplate, HumanMessagePromptTemplate
+from langchain_core.prompts.chat import HumanMessagePromptTemplate
+from langchain_core.prompts.message import BaseMessagePromptTemplate
 
 from ..diagnostics import CAUSES, LintFinding, find_volatile, lint_messages
 from ._convert import messages_from_langchain, tool_from_langchain
