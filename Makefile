@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[langchain,llama-index,testing,demo,redis,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[langchain,llama-index,testing,demo,redis,cookbook,dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
