@@ -1,0 +1,32 @@
+"""LlamaIndex integration: cache-aware LLMs, cache usage handlers and cache-friendly RAG.
+
+* `GLM`, `Gemini`: `FunctionCallingLLM`s over the core providers (normalized usage with cached
+  tokens on every response; Gemini manages explicit caches, `Gemini.cache_context` pins one).
+* `CacheUsageHandler` (instrumentation) and `CachedTokenCountingHandler` (callback manager):
+  cached tokens, hit rate and money saved for any LlamaIndex LLM.
+* `CacheFriendlyContextChatEngine`, `StableNodeOrder`: RAG layouts that keep prefixes cacheable.
+"""
+
+from __future__ import annotations
+
+from .handlers import (
+    CachedTokenCountingHandler,
+    CacheUsageHandler,
+    get_cache_usage_handler,
+    usage_from_llama_index,
+)
+from .llms import GLM, CachingLLM, Gemini, PinnedContext
+from .rag import CacheFriendlyContextChatEngine, StableNodeOrder
+
+__all__ = [
+    "GLM",
+    "CacheFriendlyContextChatEngine",
+    "CacheUsageHandler",
+    "CachedTokenCountingHandler",
+    "CachingLLM",
+    "Gemini",
+    "PinnedContext",
+    "StableNodeOrder",
+    "get_cache_usage_handler",
+    "usage_from_llama_index",
+]

@@ -1,0 +1,401 @@
+"""Cached tokens, hit rate and money saved, where LlamaIndex users look for token counts.
+
+Two ways in, one aggregation (the core `CacheLedger`):
+
+* `CacheUsageHandler`, an instrumentation event handler (the modern path): it reads every
+  `LLMChatEndEvent` / `LLMCompletionEndEvent` on the dispatcher it is added to. Register it with
+  ``get_dispatcher().add_event_handler(handler)``, or use ``with get_cache_usage_handler() as usage:``.
+* `CachedTokenCountingHandler`, a drop-in `TokenCountingHandler` for callback-manager users: its
+  usual counts keep working and it adds ``cached_llm_token_count``, ``cache_write_llm_token_count``
+  and ``cache_hit_rate``.
+
+Both read this package's normalized usage and the usage shapes of other LlamaIndex LLMs: OpenAI
+(``raw.usage`` with ``prompt_tokens_details.cached_tokens``, objects or dicts), OpenAI Responses,
+Anthropic (``cache_read_input_tokens``, input exclusive of cache) and google-genai
+(``usage_metadata.cached_content_token_count``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CBEventType, EventPayload, TokenCountingHandler
+from llama_index.core.instrumentation import Dispatcher, get_dispatcher  # type: ignore[attr-defined]
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.llm import (
+    LLMChatEndEvent,
+    LLMChatStartEvent,
+    LLMCompletionEndEvent,
+    LLMCompletionStartEvent,
+)
+
+from ..accounting import CacheLedger, CacheStats, CallRecord
+from ..pricing import PriceBook, default_price_book
+from ..usage import Usage, usage_from_openai
+
+__all__ = [
+    "CacheUsageHandler",
+    "CachedTokenCountingHandler",
+    "get_cache_usage_handler",
+    "usage_from_llama_index",
+]
+
+_MAX_PENDING = 10_000  # start events remembered while their calls run (bounded, oldest dropped)
+
+# Substrings of an LLM's class_name -> the provider id prices are looked up under.
+_CLASS_PROVIDERS = (
+    ("glm", "zhipuai"),
+    ("zhipu", "zhipuai"),
+    ("gemini", "google"),
+    ("google", "google"),
+    ("openai", "openai"),
+    ("anthropic", "anthropic"),
+    ("deepseek", "deepseek"),
+)
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        dumped = dump()
+        return dumped if isinstance(dumped, Mapping) else None
+    attrs = getattr(value, "__dict__", None)
+    return attrs if isinstance(attrs, Mapping) else None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    return _as_mapping(usage.get(key)) or {}
+
+
+def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
+    """Any of the usage shapes LlamaIndex LLMs report, as a `Usage` (None when none is recognised)."""
+    if "prompt_tokens" in usage:  # this package's normalized dict, OpenAI chat completions, GLM
+        base = usage_from_openai(usage)
+        read = base.cache_read_tokens or _int(usage.get("cache_read_input_tokens"))
+        write = base.cache_write_tokens or _int(usage.get("cache_creation_input_tokens"))
+        return replace(base, cache_read_tokens=read, cache_write_tokens=write)
+    if "prompt_token_count" in usage or "promptTokenCount" in usage:
+        # Gemini: google-genai's usage_metadata (snake_case) or the REST usageMetadata (camelCase)
+        def get(key: str) -> int:
+            return _int(usage.get(key) if key in usage else usage.get(_camel(key)))
+
+        thoughts = get("thoughts_token_count")
+        return Usage(
+            input_tokens=get("prompt_token_count"),
+            cache_read_tokens=get("cached_content_token_count"),
+            output_tokens=get("candidates_token_count") + thoughts,
+            reasoning_tokens=thoughts,
+        )
+    if "input_tokens" in usage:
+        output_details = _details(usage, "output_tokens_details")
+        if "input_tokens_details" in usage:  # OpenAI Responses: input includes cached tokens
+            return Usage(
+                input_tokens=_int(usage.get("input_tokens")),
+                cache_read_tokens=_int(_details(usage, "input_tokens_details").get("cached_tokens")),
+                output_tokens=_int(usage.get("output_tokens")),
+                reasoning_tokens=_int(output_details.get("reasoning_tokens")),
+            )
+        # Anthropic: input_tokens excludes cache reads and writes
+        read = _int(usage.get("cache_read_input_tokens"))
+        write = _int(usage.get("cache_creation_input_tokens"))
+        return Usage(
+            input_tokens=_int(usage.get("input_tokens")) + read + write,
+            cache_read_tokens=read,
+            cache_write_tokens=write,
+            output_tokens=_int(usage.get("output_tokens")),
+        )
+    return None
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def with_cache_booking(usage: Usage, cache: Any) -> Usage:
+    """Add the explicit-cache storage and creation a call booked (``raw["cache"]``) to its usage.
+
+    The same logic as the LangChain adapter's `usage_from_langchain`: storage token-hours make the
+    savings net of storage; tokens written on top of the prompt are not part of the no-cache baseline.
+    """
+    cache = _as_mapping(cache)
+    if not cache:
+        return usage
+    written = _int(cache.get("written_tokens"))
+    hours = float(cache.get("storage_token_hours") or 0.0)
+    return replace(
+        usage,
+        cache_storage_token_hours=usage.cache_storage_token_hours + hours,
+        baseline_input_tokens=usage.input_tokens - written if written else usage.baseline_input_tokens,
+    )
+
+
+def _usage_source(response: Any) -> tuple[Any, Any]:
+    """(usage object or mapping, explicit-cache dict) wherever the response keeps them."""
+    raw = getattr(response, "raw", None)
+    raw_map = raw if isinstance(raw, Mapping) else None
+    if raw_map is not None:
+        usage = raw_map.get("usage") or raw_map.get("usage_metadata")
+        if usage is not None:
+            return usage, raw_map.get("cache")
+    elif raw is not None:
+        usage = getattr(raw, "usage", None) or getattr(raw, "usage_metadata", None)
+        if usage is not None:
+            return usage, None
+    extra = getattr(response, "additional_kwargs", None) or {}
+    if isinstance(extra, Mapping) and any(k in extra for k in ("prompt_tokens", "input_tokens")):
+        return extra, raw_map.get("cache") if raw_map else None
+    message = getattr(response, "message", None)  # Anthropic's streamed usage
+    message_extra = getattr(message, "additional_kwargs", None) or {}
+    return (message_extra.get("usage") if isinstance(message_extra, Mapping) else None), None
+
+
+def usage_from_llama_index(response: Any) -> Usage | None:
+    """The `Usage` of a LlamaIndex `ChatResponse` / `CompletionResponse`, whatever LLM produced it."""
+    source, cache = _usage_source(response)
+    mapping = _as_mapping(source)
+    if not mapping:
+        return None
+    usage = usage_from_mapping(mapping)
+    return None if usage is None else with_cache_booking(usage, cache)
+
+
+def _provider_of(class_name: Any) -> str | None:
+    name = str(class_name or "").lower()
+    return next((provider for key, provider in _CLASS_PROVIDERS if key in name), None)
+
+
+def model_and_provider(response: Any, model_dict: Mapping[str, Any] | None) -> tuple[str, str | None]:
+    """Model and price provider: ``raw["model"]`` / ``raw["provider"]``, else the LLM's metadata."""
+    raw = getattr(response, "raw", None)
+    model: Any = None
+    provider: Any = None
+    if isinstance(raw, Mapping):
+        model = raw.get("model") or raw.get("model_version")
+        provider = raw.get("provider")
+    elif raw is not None:
+        model = getattr(raw, "model", None)
+    if not isinstance(model, str) or not model:
+        model = (model_dict or {}).get("model_name") or (model_dict or {}).get("model")
+    if not isinstance(provider, str) or not provider:
+        provider = _provider_of((model_dict or {}).get("class_name"))
+    return (model if isinstance(model, str) and model else "unknown"), provider
+
+
+class _Pending:
+    """The model of calls in flight, keyed by span/event id, so end events can name theirs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, Mapping[str, Any]] = {}
+
+    def put(self, key: str | None, model_dict: Mapping[str, Any] | None) -> None:
+        if not key or not model_dict:
+            return
+        with self._lock:
+            if len(self._items) >= _MAX_PENDING:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = model_dict
+
+    def pop(self, key: str | None) -> Mapping[str, Any] | None:
+        if not key:
+            return None
+        with self._lock:
+            return self._items.pop(key, None)
+
+
+class CacheUsageHandler(BaseEventHandler):
+    """Aggregates usage per model from LlamaIndex's LLM end events: calls, input, cached, output,
+    hit rate, cost with and without caching, storage, saved.
+
+    Thread-safe; each call of this package's LLMs emits exactly one end event (streams: after the
+    last chunk, which carries the usage), so nothing is counted twice.
+
+    Example:
+        ```python
+        from llama_index.core.instrumentation import get_dispatcher
+
+        usage = CacheUsageHandler()
+        get_dispatcher().add_event_handler(usage)
+        ...
+        print(usage.report())
+        ```
+    """
+
+    prices: Any = Field(default=None, exclude=True, description="A PriceBook (default: genai-prices).")
+
+    _ledger: CacheLedger = PrivateAttr()
+    _pending: _Pending = PrivateAttr(default_factory=_Pending)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._ledger = CacheLedger(self.prices or default_price_book())
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CacheUsageHandler"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if isinstance(event, (LLMChatStartEvent, LLMCompletionStartEvent)):
+            self._pending.put(event.span_id, event.model_dict)
+        elif isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)):
+            model_dict = self._pending.pop(event.span_id)
+            if event.response is not None:
+                self.record(event.response, model_dict)
+
+    def record(self, response: Any, model_dict: Mapping[str, Any] | None = None) -> CallRecord | None:
+        """Add one response's usage (None when it reports none)."""
+        usage = usage_from_llama_index(response)
+        if usage is None:
+            return None
+        model, provider = model_and_provider(response, model_dict)
+        return self._ledger.record(usage, model=model, provider=provider)
+
+    @property
+    def ledger(self) -> CacheLedger:
+        return self._ledger
+
+    @property
+    def by_model(self) -> dict[str, CacheStats]:
+        return self._ledger.by_model
+
+    @property
+    def total(self) -> CacheStats:
+        return self._ledger.total
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        return self._ledger.calls
+
+    def reset(self) -> None:
+        self._ledger.reset()
+
+    def report(self) -> str:
+        """A plain-text table, one row per model and a total row."""
+        return self._ledger.report()
+
+    def __repr__(self) -> str:
+        t = self.total
+        return (
+            f"CacheUsageHandler(calls={t.calls}, input_tokens={t.input_tokens}, "
+            f"cached_tokens={t.cache_read_tokens}, hit_rate={t.hit_rate:.3f}, saved={t.saved})"
+        )
+
+
+@contextmanager
+def get_cache_usage_handler(
+    prices: PriceBook | None = None, dispatcher: Dispatcher | None = None
+) -> Generator[CacheUsageHandler, None, None]:
+    """A `CacheUsageHandler` on `dispatcher` (default: the root one) for the duration of the block.
+
+    Dispatcher handlers are process-wide: calls made by other threads inside the block count too.
+
+    Example:
+        ```python
+        with get_cache_usage_handler() as usage:
+            query_engine.query("...")
+        print(usage.report())
+        ```
+    """
+    handler = CacheUsageHandler(prices=prices)
+    target = dispatcher or get_dispatcher()
+    target.add_event_handler(handler)
+    try:
+        yield handler
+    finally:
+        target.event_handlers = [h for h in target.event_handlers if h is not handler]
+
+
+class CachedTokenCountingHandler(TokenCountingHandler):
+    """`TokenCountingHandler` that also counts cached tokens, cache writes, hit rate and money.
+
+    Its own counts (``prompt_llm_token_count`` ...) keep working; ``prompt_llm_token_count``
+    includes cached tokens. Example:
+
+        ```python
+        counter = CachedTokenCountingHandler()
+        Settings.callback_manager = CallbackManager([counter])
+        ...
+        print(counter.cached_llm_token_count, counter.cache_hit_rate)
+        print(counter.report())
+        ```
+    """
+
+    def __init__(self, *args: Any, prices: PriceBook | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ledger = CacheLedger(prices or default_price_book())
+        self._models = _Pending()
+
+    def on_event_start(
+        self,
+        event_type: CBEventType,
+        payload: dict[str, Any] | None = None,
+        event_id: str = "",
+        parent_id: str = "",
+        **kwargs: Any,
+    ) -> str:
+        if event_type == CBEventType.LLM and payload is not None:
+            self._models.put(event_id, payload.get(EventPayload.SERIALIZED))
+        return super().on_event_start(event_type, payload, event_id, parent_id, **kwargs)
+
+    def on_event_end(
+        self,
+        event_type: CBEventType,
+        payload: dict[str, Any] | None = None,
+        event_id: str = "",
+        **kwargs: Any,
+    ) -> None:
+        if event_type == CBEventType.LLM and event_type not in self.event_ends_to_ignore and payload is not None:
+            model_dict = self._models.pop(event_id)
+            response = payload.get(EventPayload.RESPONSE) or payload.get(EventPayload.COMPLETION)
+            usage = usage_from_llama_index(response) if response is not None else None
+            if usage is not None:
+                model, provider = model_and_provider(response, model_dict)
+                self.ledger.record(usage, model=model, provider=provider)
+        super().on_event_end(event_type, payload, event_id, **kwargs)
+
+    @property
+    def cached_llm_token_count(self) -> int:
+        """Prompt tokens served from cache (cache reads)."""
+        return self.ledger.total.cache_read_tokens
+
+    @property
+    def cache_write_llm_token_count(self) -> int:
+        """Prompt tokens written to a cache (explicit-cache creation, Anthropic cache writes)."""
+        return self.ledger.total.cache_write_tokens
+
+    @property
+    def cache_hit_rate(self) -> float:
+        """Cached share of the prompt tokens of the calls that reported usage."""
+        return self.ledger.total.hit_rate
+
+    @property
+    def by_model(self) -> dict[str, CacheStats]:
+        return self.ledger.by_model
+
+    @property
+    def total(self) -> CacheStats:
+        return self.ledger.total
+
+    def reset_counts(self) -> None:
+        super().reset_counts()
+        self.ledger.reset()
+
+    def report(self) -> str:
+        return self.ledger.report()

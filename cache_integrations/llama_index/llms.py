@@ -1,0 +1,616 @@
+"""`GLM` and `Gemini`: drop-in LlamaIndex LLMs that keep prompts cacheable and report cached tokens.
+
+Both are `FunctionCallingLLM`s over the framework-agnostic core providers: the public methods are
+the ones LlamaIndex instruments (exactly one LLM event per API call, `complete` included), tools
+round-trip through `ToolCallBlock`s, and every response carries one normalized usage dict in
+``raw["usage"]`` and ``additional_kwargs`` (on the final chunk when streaming).
+
+Example:
+    ```python
+    from llama_index.core import Settings, VectorStoreIndex
+    from cache_integrations.llama_index import GLM, get_cache_usage_handler
+
+    Settings.llm = GLM(model="glm-4.7")  # key from ZHIPUAI_API_KEY
+    with get_cache_usage_handler() as usage:
+        engine = VectorStoreIndex.from_documents(docs).as_chat_engine()
+        engine.chat("First question")
+        engine.chat("Second question")
+    print(usage.report())
+    ```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from llama_index.core.base.llms.generic_utils import (
+    achat_to_completion_decorator,
+    astream_chat_to_completion_decorator,
+    chat_to_completion_decorator,
+    stream_chat_to_completion_decorator,
+)
+from llama_index.core.base.llms.types import (
+    CacheControl,
+    CachePoint,
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+
+from ..errors import ConfigurationError
+from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager, registry_from_spec
+from ..messages import ChatRequest, StreamChunk, ToolDefinition
+from ..providers import ChatProvider
+from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
+from ..providers.glm import GLM_BASE_URL, GLMProvider
+from ._convert import (
+    StreamAccumulator,
+    chat_response_from_core,
+    messages_from_llama_index,
+    parse_tool_kwargs,
+    tool_choice_from_llama_index,
+    tool_from_llama_index,
+)
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+__all__ = ["GLM", "CachingLLM", "Gemini", "PinnedContext", "context_window_for"]
+
+# (model-name prefix, context window in tokens); the first matching prefix wins, so specific
+# names come before the families they belong to.
+_CONTEXT_WINDOWS: tuple[tuple[str, int], ...] = (
+    ("glm-5", 204_800),
+    ("glm-4.7", 204_800),
+    ("glm-4.6v", 131_072),
+    ("glm-4.6", 204_800),
+    ("glm-4.5v", 65_536),
+    ("glm-4.5", 131_072),
+    ("glm-4-long", 1_000_000),
+    ("glm-4", 131_072),
+    ("gemini-3", 1_048_576),
+    ("gemini-2.5", 1_048_576),
+    ("gemini-2.0", 1_048_576),
+    ("gemini-1.5-pro", 2_097_152),
+    ("gemini-1.5", 1_048_576),
+)
+
+
+def context_window_for(model: str, default: int) -> int:
+    """The context window of a known model (by name prefix), else `default`."""
+    name = str(model or "").lower().removeprefix("models/")
+    for prefix, window in _CONTEXT_WINDOWS:
+        if name.startswith(prefix):
+            return window
+    return default
+
+
+def _secret_from_env(*names: str) -> SecretStr | None:
+    for name in names:
+        if value := os.environ.get(name):
+            return SecretStr(value)
+    return None
+
+
+class CachingLLM(FunctionCallingLLM):
+    """Base of the package's LlamaIndex LLMs over a core `ChatProvider`. Not used directly."""
+
+    model: str = Field(description="Model name sent to the provider.")
+    temperature: float | None = Field(default=None, description="Sampling temperature; None: the provider's.")
+    top_p: float | None = Field(default=None, description="Nucleus sampling; None: the provider's.")
+    max_tokens: int | None = Field(default=None, description="Maximum output tokens; None: the provider's.")
+    timeout: float | None = Field(default=None, description="Seconds before a request times out.")
+    max_retries: int = Field(default=2, description="Retries of rate limits, 5xx and connection errors.")
+    context_window: int | None = Field(
+        default=None, description="Overrides the context window reported in `metadata` (unknown models)."
+    )
+    cache_friendly_layout: bool = Field(
+        default=True,
+        description="Hoist system messages and order tools canonically so request prefixes stay byte-identical.",
+    )
+    additional_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra provider body fields sent with every request."
+    )
+    default_headers: dict[str, str] | None = Field(default=None, description="Extra HTTP headers.")
+    http_client: Any = Field(default=None, exclude=True, description="An httpx.Client to use.")
+    http_async_client: Any = Field(default=None, exclude=True, description="An httpx.AsyncClient to use.")
+
+    _client: ChatProvider = PrivateAttr()
+    _default_context_window: ClassVar[int] = 131_072
+    # What `tool_required=True` asks the provider for.
+    _required_tool_choice: ClassVar[str] = "required"
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        # After validation, so a missing key raises ConfigurationError itself (not wrapped by pydantic).
+        self._connect()
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "cache_integrations_llm"
+
+    # -- provider hooks ---------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        """Build the provider client from the validated settings."""
+        raise NotImplementedError
+
+    def _extra_body(self) -> dict[str, Any]:
+        """Provider-specific body fields derived from the model's settings."""
+        return {}
+
+    @property
+    def client(self) -> ChatProvider:
+        """The core provider client (shared by sync and async calls)."""
+        return self._client
+
+    @property
+    def price_provider(self) -> str:
+        """The genai-prices provider id this model's calls are priced under."""
+        return self._client.price_provider
+
+    # -- LlamaIndex plumbing ----------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """Never raises (LlamaIndex calls it on every call): unknown models get the class default."""
+        window = self.context_window or context_window_for(self.model, self._default_context_window)
+        return LLMMetadata(
+            context_window=window,
+            num_output=self.max_tokens or DEFAULT_NUM_OUTPUTS,
+            is_chat_model=True,
+            is_function_calling_model=True,
+            model_name=str(self.model),
+            system_role=MessageRole.SYSTEM,
+        )
+
+    def _build_request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatRequest:
+        kw = dict(kwargs)
+        tools = tuple(tool_from_llama_index(t) for t in kw.pop("tools", None) or ())
+        tool_choice = tool_choice_from_llama_index(kw.pop("tool_choice", None), [t.name for t in tools])
+        stop = kw.pop("stop", None)
+        return ChatRequest(
+            model=kw.pop("model", None) or self.model,
+            messages=messages_from_llama_index(messages),
+            tools=tools,
+            tool_choice=tool_choice,
+            temperature=kw.pop("temperature", self.temperature),
+            top_p=kw.pop("top_p", self.top_p),
+            max_tokens=kw.pop("max_tokens", self.max_tokens),
+            stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+            response_format=kw.pop("response_format", None),
+            extra={**self._extra_body(), **self.additional_kwargs, **kw},
+        )
+
+    # -- the private, undecorated implementations -------------------------------------------------
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        request = self._build_request(messages, kwargs)
+        response = self._client.chat(request, layout=self.cache_friendly_layout)
+        return chat_response_from_core(response, self._client.price_provider)
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        request = self._build_request(messages, kwargs)
+        response = await self._client.achat(request, layout=self.cache_friendly_layout)
+        return chat_response_from_core(response, self._client.price_provider)
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        request = self._build_request(messages, kwargs)  # bad input raises here, not mid-iteration
+        provider = self._client.price_provider
+        chunks = self._client.stream(request, layout=self.cache_friendly_layout)
+
+        def gen() -> ChatResponseGen:
+            acc = StreamAccumulator()
+            for chunk in chunks:
+                if chunk.final:
+                    yield chat_response_from_core(acc.response(chunk), provider, delta="")
+                    return
+                acc.add(chunk)
+                yield _delta_response(acc, chunk)
+
+        return gen()
+
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        request = self._build_request(messages, kwargs)
+        provider = self._client.price_provider
+        chunks = self._client.astream(request, layout=self.cache_friendly_layout)
+
+        async def gen() -> ChatResponseAsyncGen:
+            acc = StreamAccumulator()
+            async for chunk in chunks:
+                if chunk.final:
+                    yield chat_response_from_core(acc.response(chunk), provider, delta="")
+                    return
+                acc.add(chunk)
+                yield _delta_response(acc, chunk)
+
+        return gen()
+
+    # -- the public, instrumented API (one event per API call) ------------------------------------
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._chat(messages, **kwargs)
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await self._achat(messages, **kwargs)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return self._stream_chat(messages, **kwargs)
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        return await self._astream_chat(messages, **kwargs)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
+
+    # -- tools --------------------------------------------------------------------------------------
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The `chat` arguments for a tool-calling turn: messages, tool definitions, tool_choice."""
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(
+                ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str) else user_msg
+            )
+        definitions: list[ToolDefinition] = [tool_from_llama_index(t) for t in tools]
+        tool_choice = kwargs.pop("tool_choice", None)
+        if tool_choice is None and tool_required and definitions:
+            tool_choice = self._required_tool_choice
+        return {"messages": messages, "tools": definitions or None, "tool_choice": tool_choice, **kwargs}
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Without parallel tool calls, keep only the first call the model made."""
+        calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+        if allow_parallel_tool_calls or len(calls) <= 1:
+            return response
+        blocks = [b for b in response.message.blocks if not isinstance(b, ToolCallBlock) or b is calls[0]]
+        extra = dict(response.message.additional_kwargs)
+        if isinstance(extra.get("tool_calls"), list):
+            extra["tool_calls"] = [tc for tc in extra["tool_calls"] if _call_id(tc) == calls[0].tool_call_id]
+        message = response.message.model_copy(update={"blocks": blocks, "additional_kwargs": extra})
+        return response.model_copy(update={"message": message})
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """`ToolSelection`s from the response's `ToolCallBlock`s."""
+        calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+        if not calls and error_on_no_tool_call:
+            raise ValueError(f"expected at least one tool call, got none: {response.message.content!r:.200}")
+        return [
+            ToolSelection(
+                tool_id=b.tool_call_id or "", tool_name=b.tool_name, tool_kwargs=parse_tool_kwargs(b.tool_kwargs)
+            )
+            for b in calls
+        ]
+
+
+def _call_id(tool_call: Any) -> Any:
+    return tool_call.get("id") if isinstance(tool_call, dict) else getattr(tool_call, "id", None)
+
+
+def _delta_response(acc: StreamAccumulator, chunk: StreamChunk) -> ChatResponse:
+    """A streamed delta: the text so far, no usage (that comes once, on the final chunk)."""
+    blocks: list[Any] = []
+    if acc.reasoning:
+        blocks.append(ThinkingBlock(content="".join(acc.reasoning)))
+    blocks.append(TextBlock(text="".join(acc.text)))
+    return ChatResponse(
+        message=ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks),
+        delta=chunk.text,
+        additional_kwargs={"thinking_delta": chunk.reasoning} if chunk.reasoning else {},
+    )
+
+
+class GLM(CachingLLM):
+    """Zhipu GLM / Z.ai with implicit prompt caching made visible.
+
+    Responses report GLM's ``cached_tokens`` as ``prompt_tokens_details.cached_tokens`` (and
+    ``cache_read_input_tokens``) in ``raw["usage"]`` and ``additional_kwargs``; requests are laid out
+    so repeated system prompts, tools and history form a byte-identical, cacheable prefix.
+    `CachePoint` blocks and ``cache_control`` markers are accepted and ignored (GLM caches implicitly).
+
+    Example:
+        ```python
+        llm = GLM(model="glm-4.7")  # key from ZHIPUAI_API_KEY
+        reply = llm.chat([ChatMessage(role="system", content=LONG_RULES), ChatMessage(role="user", content="Hi")])
+        print(reply.raw["usage"]["prompt_tokens_details"]["cached_tokens"])
+        ```
+
+    Use ``base_url=ZAI_BASE_URL`` for the international Z.ai endpoint.
+    """
+
+    model: str = Field(default="glm-4.7", description="GLM model name.")
+    api_key: SecretStr | None = Field(
+        default_factory=lambda: _secret_from_env("ZHIPUAI_API_KEY"),
+        exclude=True,
+        description="API key; read from ZHIPUAI_API_KEY when not given.",
+    )
+    base_url: str = Field(
+        default_factory=lambda: os.environ.get("ZHIPUAI_BASE_URL") or GLM_BASE_URL,
+        description="https://open.bigmodel.cn/api/paas/v4 (default) or https://api.z.ai/api/paas/v4.",
+    )
+    thinking: Literal["enabled", "disabled"] | None = Field(
+        default=None, description="GLM-4.5+ thinking mode; None leaves the model's default."
+    )
+    reasoning_effort: str | None = Field(default=None, description="For glm-5.2+: low, high or max.")
+
+    _default_context_window: ClassVar[int] = 131_072
+    # GLM documents only tool_choice "auto": `tool_required` offers the tools without forcing them.
+    _required_tool_choice: ClassVar[str] = "auto"
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "cache_integrations_glm"
+
+    def _connect(self) -> None:
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ConfigurationError("GLM needs an API key: pass api_key=... or set ZHIPUAI_API_KEY")
+        self._client = GLMProvider(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            http_client=self.http_client,
+            async_http_client=self.http_async_client,
+            default_headers=self.default_headers,
+        )
+
+    def _extra_body(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.thinking is not None:
+            extra["thinking"] = {"type": self.thinking}
+        if self.reasoning_effort is not None:
+            extra["reasoning_effort"] = self.reasoning_effort
+        return extra
+
+
+class PinnedContext:
+    """A long context pinned in a Gemini cache, ready to prefix your questions.
+
+    `messages` are the LlamaIndex messages that form the cached prefix (the last non-system one
+    carries a `CachePoint`); send them ahead of each question, or use `chat(question)`, and the
+    request is served from the cache with only the question sent.
+    """
+
+    def __init__(
+        self,
+        handle: CacheHandle,
+        messages: list[ChatMessage],
+        llm: Gemini,
+        tools: Sequence[ToolDefinition] = (),
+        tool_choice: Any = None,
+    ) -> None:
+        self.handle = handle
+        self.messages = messages
+        self.llm = llm
+        self.tools = list(tools)
+        self.tool_choice = tool_choice
+
+    @property
+    def name(self) -> str:
+        """The provider's cache name (cachedContents/...)."""
+        return self.handle.name
+
+    @property
+    def tokens(self) -> int:
+        """Tokens held by the cache."""
+        return self.handle.tokens
+
+    @property
+    def expire_time(self) -> datetime:
+        """When the cache expires (UTC)."""
+        return self.handle.expire_time
+
+    @property
+    def created(self) -> bool:
+        """Whether pinning created the cache (or found it live)."""
+        return self.handle.created
+
+    @property
+    def expires_in(self) -> float:
+        """Seconds until the cache expires (negative once it has)."""
+        expire_time = self.handle.expire_time
+        return (expire_time - datetime.now(expire_time.tzinfo)).total_seconds()
+
+    def __repr__(self) -> str:
+        return f"PinnedContext(name={self.name!r}, tokens={self.tokens}, expire_time={self.expire_time.isoformat()!r})"
+
+    def _messages(self, question: str | ChatMessage) -> list[ChatMessage]:
+        ask = question if isinstance(question, ChatMessage) else ChatMessage(role=MessageRole.USER, content=question)
+        return [*self.messages, ask]
+
+    def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.tools:
+            kwargs.setdefault("tools", self.tools)
+            kwargs.setdefault("tool_choice", self.tool_choice)
+        return kwargs
+
+    def chat(self, question: str | ChatMessage, **kwargs: Any) -> ChatResponse:
+        """Ask `question` after the pinned prefix (served from the cache)."""
+        response: ChatResponse = self.llm.chat(self._messages(question), **self._kwargs(kwargs))
+        return response
+
+    async def achat(self, question: str | ChatMessage, **kwargs: Any) -> ChatResponse:
+        response: ChatResponse = await self.llm.achat(self._messages(question), **self._kwargs(kwargs))
+        return response
+
+    def refresh(self, ttl_seconds: float | None = None) -> PinnedContext:
+        """Extend the cache to `ttl_seconds` (default: the model's `cache_ttl`) from now."""
+        self.handle.refresh(ttl_seconds)
+        return self
+
+    def delete(self) -> None:
+        """Delete the provider cache now (storage stops being billed)."""
+        self.handle.delete()
+
+
+class Gemini(CachingLLM):
+    """Gemini with explicit context caching managed end to end.
+
+    The system instruction, tools, tool config and the turns up to the last `CachePoint` (or
+    ``cache_control`` marker) live in a Gemini ``cachedContents`` resource that is created once (when
+    it pays off, per `cache_mode`), reused, extended while in use and recreated if it vanishes;
+    requests then carry only the newer turns. Usage reports ``prompt_tokens_details.cached_tokens``
+    (Gemini's ``cachedContentTokenCount``, included in ``prompt_tokens``) and, on the call that
+    created a cache, ``cache_creation_input_tokens``; ``raw["cache"]`` names the cache used and the
+    storage it booked. The cache lifetime is `cache_ttl`; a `CacheControl.ttl` is not used.
+
+    Example:
+        ```python
+        llm = Gemini(model="gemini-2.5-flash")  # key from GEMINI_API_KEY or GOOGLE_API_KEY
+        doc = llm.cache_context(report_text, system="Answer from the report only.")
+        for q in questions:
+            print(doc.chat(q).message.content)
+        doc.delete()
+        ```
+    """
+
+    model: str = Field(default="gemini-2.5-flash", description="Gemini model name.")
+    api_key: SecretStr | None = Field(
+        default_factory=lambda: _secret_from_env("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        exclude=True,
+        description="API key; read from GEMINI_API_KEY or GOOGLE_API_KEY when not given.",
+    )
+    base_url: str = Field(default_factory=lambda: os.environ.get("GEMINI_BASE_URL") or GEMINI_BASE_URL)
+    cache_mode: CacheMode = Field(
+        default="auto", description="auto (create a cache once it pays for itself), always or off."
+    )
+    cache_ttl: float = Field(default=3600.0, description="Seconds a new cache lives; caches in use are extended.")
+    cache_registry: Any = Field(
+        default=None,
+        exclude=True,
+        description='Where caches are remembered: "sqlite" (default), "sqlite:///path", "memory" or a CacheRegistry.',
+    )
+    thinking_budget: int | None = Field(
+        default=None, description="Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."
+    )
+
+    _provider: GeminiProvider = PrivateAttr()
+    _default_context_window: ClassVar[int] = 1_048_576
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "cache_integrations_gemini"
+
+    def _connect(self) -> None:
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ConfigurationError("Gemini needs an API key: pass api_key=... or set GEMINI_API_KEY")
+        self._provider = GeminiProvider(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            http_client=self.http_client,
+            async_http_client=self.http_async_client,
+            default_headers=self.default_headers,
+        )
+        self._client = ExplicitCacheManager(
+            self._provider, registry=registry_from_spec(self.cache_registry), mode=self.cache_mode, ttl=self.cache_ttl
+        )
+
+    @property
+    def cache_manager(self) -> ExplicitCacheManager:
+        """The manager of this model's explicit caches (registry, policy, TTL)."""
+        manager = self._client
+        assert isinstance(manager, ExplicitCacheManager)
+        return manager
+
+    def _extra_body(self) -> dict[str, Any]:
+        if self.thinking_budget is None:
+            return {}
+        return {"generationConfig": {"thinkingConfig": {"thinkingBudget": self.thinking_budget}}}
+
+    # -- explicit control -------------------------------------------------------------------------
+
+    def cache_context(
+        self,
+        content: str | Sequence[ChatMessage] | None = None,
+        *,
+        system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
+    ) -> PinnedContext:
+        """Pin a long context (a document, or messages) in a Gemini cache now and return its handle.
+
+        The handle's `messages` reproduce the cached prefix; send them ahead of each question (or
+        use `handle.chat(question)`) and the request is served from the cache.
+        """
+        messages: list[ChatMessage] = [ChatMessage(role=MessageRole.SYSTEM, content=system)] if system else []
+        if isinstance(content, str):
+            messages.append(ChatMessage(role=MessageRole.USER, content=content))
+        elif content is not None:
+            messages.extend(content)
+        non_system = [i for i, m in enumerate(messages) if m.role not in (MessageRole.SYSTEM, MessageRole.DEVELOPER)]
+        if non_system:
+            last = non_system[-1]
+            if not any(isinstance(b, CachePoint) for b in messages[last].blocks):
+                point = CachePoint(cache_control=CacheControl(type="ephemeral"))
+                # a copy with the point appended: the caller's message stays as it was
+                messages[last] = messages[last].model_copy(update={"blocks": [*messages[last].blocks, point]})
+        definitions = [tool_from_llama_index(t) for t in tools or ()]
+        request = ChatRequest(
+            model=self.model,
+            messages=messages_from_llama_index(messages) if messages else (),
+            tools=tuple(definitions),
+            tool_choice=tool_choice_from_llama_index(tool_choice, [t.name for t in definitions]),
+        )
+        handle = self.cache_manager.pin(request, layout=self.cache_friendly_layout)
+        return PinnedContext(handle, messages, self, definitions, tool_choice)
+
+    def list_caches(self) -> list[CachedContent]:
+        """Live Gemini caches this library created under this key."""
+        return self.cache_manager.list_caches()  # type: ignore[return-value]
+
+    def delete_caches(self) -> int:
+        """Delete every live cache this library created under this key; returns how many."""
+        return self.cache_manager.delete_all()
