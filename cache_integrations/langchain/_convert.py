@@ -38,7 +38,7 @@ from ..messages import (
     ToolChoice,
     ToolDefinition,
 )
-from ..usage import Usage
+from ..usage import Usage, with_cache_booking
 
 __all__ = [
     "ai_message_from_response",
@@ -251,23 +251,18 @@ def usage_to_langchain(usage: Usage) -> UsageMetadata:
 def usage_from_langchain(meta: Mapping[str, Any], response_metadata: Mapping[str, Any] | None = None) -> Usage:
     """Read any LangChain model's `usage_metadata` (so the handler works for every chat model).
 
-    Explicit-cache storage booked by the call travels in ``response_metadata["cache"]``.
+    Explicit-cache storage and writes booked by the call travel in ``response_metadata["cache"]``.
     """
     inp = meta.get("input_token_details") or {}
     out = meta.get("output_token_details") or {}
-    cache = (response_metadata or {}).get("cache")
-    cache = cache if isinstance(cache, Mapping) else {}
-    input_tokens = int(meta.get("input_tokens") or 0)
-    written = int(cache.get("written_tokens") or 0)
-    return Usage(
-        input_tokens=input_tokens,
+    usage = Usage(
+        input_tokens=int(meta.get("input_tokens") or 0),
         cache_read_tokens=int(inp.get("cache_read") or 0),
         cache_write_tokens=int(inp.get("cache_creation") or 0),
         output_tokens=int(meta.get("output_tokens") or 0),
         reasoning_tokens=int(out.get("reasoning") or 0),
-        cache_storage_token_hours=float(cache.get("storage_token_hours") or 0.0),
-        baseline_input_tokens=input_tokens - written if written else None,
     )
+    return with_cache_booking(usage, (response_metadata or {}).get("cache"))
 
 
 def _response_metadata(

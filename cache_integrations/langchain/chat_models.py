@@ -8,8 +8,8 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from typing_extensions import Self
 
-from ..errors import ConfigurationError
-from ..providers.glm import GLM_BASE_URL, GLMProvider
+from ..clients import glm_client
+from ..providers.glm import GLM_BASE_URL
 from ._base import CachingChatModel
 
 __all__ = ["ChatGLM"]
@@ -58,9 +58,8 @@ class ChatGLM(CachingChatModel):
 
     @model_validator(mode="after")
     def _connect(self) -> Self:
-        if self.api_key is None or not self.api_key.get_secret_value():
-            raise ConfigurationError("ChatGLM needs an API key: pass api_key=... or set ZHIPUAI_API_KEY")
-        self._client = GLMProvider(
+        self._client = glm_client(
+            owner="ChatGLM",
             api_key=self.api_key,
             base_url=self.base_url,
             timeout=self.timeout,

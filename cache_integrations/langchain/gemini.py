@@ -16,13 +16,13 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from typing_extensions import Self
 
-from ..errors import ConfigurationError
-from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager, registry_from_spec
+from ..clients import gemini_client
+from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
+from ..providers.gemini import GEMINI_BASE_URL, CachedContent
 from ._base import CachingChatModel
 from ._convert import messages_from_langchain, tool_choice_from_langchain, tool_from_langchain
 
@@ -109,13 +109,11 @@ class ChatGemini(CachingChatModel):
     """Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."""
 
     _ls_provider: ClassVar[str] = "google_genai"
-    _provider: GeminiProvider = PrivateAttr()
 
     @model_validator(mode="after")
     def _connect(self) -> Self:
-        if self.api_key is None or not self.api_key.get_secret_value():
-            raise ConfigurationError("ChatGemini needs an API key: pass api_key=... or set GEMINI_API_KEY")
-        self._provider = GeminiProvider(
+        self._client = gemini_client(
+            owner="ChatGemini",
             api_key=self.api_key,
             base_url=self.base_url,
             timeout=self.timeout,
@@ -123,9 +121,9 @@ class ChatGemini(CachingChatModel):
             http_client=self.http_client,
             async_http_client=self.http_async_client,
             default_headers=self.default_headers,
-        )
-        self._client = ExplicitCacheManager(
-            self._provider, registry=registry_from_spec(self.cache_registry), mode=self.cache_mode, ttl=self.cache_ttl
+            cache_mode=self.cache_mode,
+            cache_ttl=self.cache_ttl,
+            cache_registry=self.cache_registry,
         )
         return self
 

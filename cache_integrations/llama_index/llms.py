@@ -54,12 +54,12 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from ..errors import ConfigurationError
-from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager, registry_from_spec
+from ..clients import gemini_client, glm_client
+from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, StreamChunk, ToolDefinition
 from ..providers import ChatProvider
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
-from ..providers.glm import GLM_BASE_URL, GLMProvider
+from ..providers.gemini import GEMINI_BASE_URL, CachedContent
+from ..providers.glm import GLM_BASE_URL
 from ._convert import (
     StreamAccumulator,
     chat_response_from_core,
@@ -393,9 +393,8 @@ class GLM(CachingLLM):
         return "cache_integrations_glm"
 
     def _connect(self) -> None:
-        if self.api_key is None or not self.api_key.get_secret_value():
-            raise ConfigurationError("GLM needs an API key: pass api_key=... or set ZHIPUAI_API_KEY")
-        self._client = GLMProvider(
+        self._client = glm_client(
+            owner="GLM",
             api_key=self.api_key,
             base_url=self.base_url,
             timeout=self.timeout,
@@ -535,7 +534,6 @@ class Gemini(CachingLLM):
         default=None, description="Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."
     )
 
-    _provider: GeminiProvider = PrivateAttr()
     _default_context_window: ClassVar[int] = 1_048_576
 
     @classmethod
@@ -543,9 +541,8 @@ class Gemini(CachingLLM):
         return "cache_integrations_gemini"
 
     def _connect(self) -> None:
-        if self.api_key is None or not self.api_key.get_secret_value():
-            raise ConfigurationError("Gemini needs an API key: pass api_key=... or set GEMINI_API_KEY")
-        self._provider = GeminiProvider(
+        self._client = gemini_client(
+            owner="Gemini",
             api_key=self.api_key,
             base_url=self.base_url,
             timeout=self.timeout,
@@ -553,9 +550,9 @@ class Gemini(CachingLLM):
             http_client=self.http_client,
             async_http_client=self.http_async_client,
             default_headers=self.default_headers,
-        )
-        self._client = ExplicitCacheManager(
-            self._provider, registry=registry_from_spec(self.cache_registry), mode=self.cache_mode, ttl=self.cache_ttl
+            cache_mode=self.cache_mode,
+            cache_ttl=self.cache_ttl,
+            cache_registry=self.cache_registry,
         )
 
     @property

@@ -1,0 +1,76 @@
+"""Building a provider client from an integration's settings, once for every framework adapter.
+
+Both `ChatGLM` (LangChain) and `GLM` (LlamaIndex) — and likewise the Gemini classes — take the
+same settings; this is where they become a client, so key checks and wiring live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from .errors import ConfigurationError
+from .explicit import CacheMode, ExplicitCacheManager, registry_from_spec
+from .providers.gemini import GeminiProvider
+from .providers.glm import GLMProvider
+
+__all__ = ["gemini_client", "glm_client"]
+
+
+def _key(api_key: SecretStr | None, owner: str, env: str) -> SecretStr:
+    if api_key is None or not api_key.get_secret_value():
+        raise ConfigurationError(f"{owner} needs an API key: pass api_key=... or set {env}")
+    return api_key
+
+
+def glm_client(
+    *,
+    owner: str,
+    api_key: SecretStr | None,
+    base_url: str,
+    timeout: float | None = None,
+    max_retries: int = 2,
+    http_client: httpx.Client | None = None,
+    async_http_client: httpx.AsyncClient | None = None,
+    default_headers: Mapping[str, str] | None = None,
+) -> GLMProvider:
+    """A GLM client; `owner` names the class in the missing-key error."""
+    return GLMProvider(
+        api_key=_key(api_key, owner, "ZHIPUAI_API_KEY"),
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=max_retries,
+        http_client=http_client,
+        async_http_client=async_http_client,
+        default_headers=default_headers,
+    )
+
+
+def gemini_client(
+    *,
+    owner: str,
+    api_key: SecretStr | None,
+    base_url: str,
+    timeout: float | None = None,
+    max_retries: int = 2,
+    http_client: httpx.Client | None = None,
+    async_http_client: httpx.AsyncClient | None = None,
+    default_headers: Mapping[str, str] | None = None,
+    cache_mode: CacheMode = "auto",
+    cache_ttl: float = 3600.0,
+    cache_registry: Any = None,
+) -> ExplicitCacheManager:
+    """A Gemini client wrapped in the explicit-cache manager (which speaks the same chat interface)."""
+    provider = GeminiProvider(
+        api_key=_key(api_key, owner, "GEMINI_API_KEY"),
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=max_retries,
+        http_client=http_client,
+        async_http_client=async_http_client,
+        default_headers=default_headers,
+    )
+    return ExplicitCacheManager(provider, registry=registry_from_spec(cache_registry), mode=cache_mode, ttl=cache_ttl)
