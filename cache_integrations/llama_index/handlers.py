@@ -20,6 +20,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -35,8 +37,15 @@ from llama_index.core.instrumentation.events.llm import (
 )
 
 from ..accounting import CacheLedger, CacheStats, CallRecord
+from ..diagnostics import CacheDiagnostics, Diagnosis
+from ..errors import InvalidRequestError
+from ..layout import apply_layout
+from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
 from ..usage import Usage, as_mapping, usage_from_mapping, with_cache_booking
+from ._convert import messages_from_llama_index, tool_from_llama_index
+
+_SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
 
 __all__ = [
     "CacheUsageHandler",
@@ -111,26 +120,83 @@ def model_and_provider(response: Any, model_dict: Mapping[str, Any] | None) -> t
     return (model if isinstance(model, str) and model else "unknown"), provider
 
 
-class _Pending:
-    """The model of calls in flight, keyed by span/event id, so end events can name theirs."""
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """What a start event said about a call, kept until its end event."""
 
-    def __init__(self) -> None:
+    model_dict: Mapping[str, Any] | None
+    messages: tuple[Message, ...] | None
+    tools: tuple[ToolDefinition, ...]
+    session: str | None
+
+
+def _in_flight(
+    model_dict: Mapping[str, Any] | None,
+    messages: Any,
+    extra: Mapping[str, Any] | None,
+    tags: Mapping[str, Any] | None,
+) -> _InFlight:
+    """A start event's request in the core's terms, laid out the way the LLM will send it."""
+    neutral: tuple[Message, ...] | None = None
+    tools: tuple[ToolDefinition, ...] = ()
+    if messages:
+        try:
+            neutral = messages_from_llama_index(messages)
+            tools = tuple(tool_from_llama_index(t) for t in (extra or {}).get("tools") or ())
+        except (InvalidRequestError, TypeError, ValueError):
+            neutral, tools = None, ()  # input the core cannot represent: no diagnosis for this call
+        if neutral is not None and (model_dict or {}).get("cache_friendly_layout"):
+            laid_out = apply_layout(ChatRequest(str((model_dict or {}).get("model_name")), neutral, tools))
+            neutral, tools = laid_out.messages, laid_out.tools
+    session = next((str(tags[k]) for k in _SESSION_KEYS if tags and tags.get(k)), None)
+    return _InFlight(model_dict, neutral, tools, session)
+
+
+class _Recorder:
+    """Calls in flight, the ledger and the diagnostics: what both handlers share."""
+
+    def __init__(
+        self, prices: PriceBook | None, diagnostics: CacheDiagnostics | bool, trace: str | Path | None
+    ) -> None:
+        prices = prices or default_price_book()
+        self.ledger = CacheLedger(prices)
+        if isinstance(diagnostics, CacheDiagnostics):
+            self.diagnostics: CacheDiagnostics | None = diagnostics
+        else:
+            self.diagnostics = CacheDiagnostics(trace=trace, prices=prices) if diagnostics else None
         self._lock = threading.Lock()
-        self._items: dict[str, Mapping[str, Any]] = {}
+        self._items: dict[str, _InFlight] = {}
 
-    def put(self, key: str | None, model_dict: Mapping[str, Any] | None) -> None:
-        if not key or not model_dict:
+    def start(self, key: str | None, call: _InFlight) -> None:
+        if not key:
             return
         with self._lock:
             if len(self._items) >= _MAX_PENDING:
                 self._items.pop(next(iter(self._items)))
-            self._items[key] = model_dict
+            self._items[key] = call
 
-    def pop(self, key: str | None) -> Mapping[str, Any] | None:
-        if not key:
-            return None
+    def end(self, key: str | None, response: Any) -> CallRecord | None:
         with self._lock:
-            return self._items.pop(key, None)
+            call = self._items.pop(key, None) if key else None
+        usage = usage_from_llama_index(response) if response is not None else None
+        if usage is None:
+            return None
+        model, provider = model_and_provider(response, call.model_dict if call else None)
+        diagnosis = None
+        if self.diagnostics is not None and call is not None and call.messages is not None:
+            diagnosis = self.diagnostics.observe(
+                model=model,
+                messages=call.messages,
+                tools=call.tools,
+                usage=usage,
+                provider=provider,
+                session=call.session,
+            )
+        return self.ledger.record(usage, model=model, provider=provider, diagnosis=diagnosis)
+
+    @property
+    def diagnoses(self) -> list[Diagnosis]:
+        return [c.diagnosis for c in self.ledger.calls if c.diagnosis is not None]
 
 
 class CacheUsageHandler(BaseEventHandler):
@@ -152,24 +218,31 @@ class CacheUsageHandler(BaseEventHandler):
     """
 
     prices: Any = Field(default=None, exclude=True, description="A PriceBook (default: genai-prices).")
+    diagnostics: Any = Field(
+        default=True, exclude=True, description="Explain cache misses per call (True, False or a CacheDiagnostics)."
+    )
+    trace: Any = Field(
+        default=None, exclude=True, description="A JSONL file for `python -m cache_integrations doctor`."
+    )
 
-    _ledger: CacheLedger = PrivateAttr()
-    _pending: _Pending = PrivateAttr(default_factory=_Pending)
+    _recorder: _Recorder = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        self._ledger = CacheLedger(self.prices or default_price_book())
+        self._recorder = _Recorder(self.prices, self.diagnostics, self.trace)
 
     @classmethod
     def class_name(cls) -> str:
         return "CacheUsageHandler"
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-        if isinstance(event, (LLMChatStartEvent, LLMCompletionStartEvent)):
-            self._pending.put(event.span_id, event.model_dict)
+        if isinstance(event, LLMChatStartEvent):
+            self._recorder.start(
+                event.span_id, _in_flight(event.model_dict, event.messages, event.additional_kwargs, event.tags)
+            )
+        elif isinstance(event, LLMCompletionStartEvent):
+            self._recorder.start(event.span_id, _in_flight(event.model_dict, None, None, event.tags))
         elif isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)):
-            model_dict = self._pending.pop(event.span_id)
-            if event.response is not None:
-                self.record(event.response, model_dict)
+            self._recorder.end(event.span_id, event.response)
 
     def record(self, response: Any, model_dict: Mapping[str, Any] | None = None) -> CallRecord | None:
         """Add one response's usage (None when it reports none)."""
@@ -177,30 +250,35 @@ class CacheUsageHandler(BaseEventHandler):
         if usage is None:
             return None
         model, provider = model_and_provider(response, model_dict)
-        return self._ledger.record(usage, model=model, provider=provider)
+        return self._recorder.ledger.record(usage, model=model, provider=provider)
+
+    @property
+    def diagnoses(self) -> list[Diagnosis]:
+        """Per-call diagnoses of chat calls, oldest first."""
+        return self._recorder.diagnoses
 
     @property
     def ledger(self) -> CacheLedger:
-        return self._ledger
+        return self._recorder.ledger
 
     @property
     def by_model(self) -> dict[str, CacheStats]:
-        return self._ledger.by_model
+        return self._recorder.ledger.by_model
 
     @property
     def total(self) -> CacheStats:
-        return self._ledger.total
+        return self._recorder.ledger.total
 
     @property
     def calls(self) -> list[CallRecord]:
-        return self._ledger.calls
+        return self._recorder.ledger.calls
 
     def reset(self) -> None:
-        self._ledger.reset()
+        self._recorder.ledger.reset()
 
     def report(self) -> str:
         """A plain-text table, one row per model and a total row."""
-        return self._ledger.report()
+        return self._recorder.ledger.report()
 
     def __repr__(self) -> str:
         t = self.total
@@ -249,10 +327,17 @@ class CachedTokenCountingHandler(TokenCountingHandler):
         ```
     """
 
-    def __init__(self, *args: Any, prices: PriceBook | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        prices: PriceBook | None = None,
+        diagnostics: CacheDiagnostics | bool = True,
+        trace: str | Path | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.ledger = CacheLedger(prices or default_price_book())
-        self._models = _Pending()
+        self._recorder = _Recorder(prices, diagnostics, trace)
+        self.ledger = self._recorder.ledger
 
     def on_event_start(
         self,
@@ -263,7 +348,13 @@ class CachedTokenCountingHandler(TokenCountingHandler):
         **kwargs: Any,
     ) -> str:
         if event_type == CBEventType.LLM and payload is not None:
-            self._models.put(event_id, payload.get(EventPayload.SERIALIZED))
+            call = _in_flight(
+                payload.get(EventPayload.SERIALIZED),
+                payload.get(EventPayload.MESSAGES),
+                payload.get(EventPayload.ADDITIONAL_KWARGS),
+                None,
+            )
+            self._recorder.start(event_id, call)
         return super().on_event_start(event_type, payload, event_id, parent_id, **kwargs)
 
     def on_event_end(
@@ -274,13 +365,13 @@ class CachedTokenCountingHandler(TokenCountingHandler):
         **kwargs: Any,
     ) -> None:
         if event_type == CBEventType.LLM and event_type not in self.event_ends_to_ignore and payload is not None:
-            model_dict = self._models.pop(event_id)
-            response = payload.get(EventPayload.RESPONSE) or payload.get(EventPayload.COMPLETION)
-            usage = usage_from_llama_index(response) if response is not None else None
-            if usage is not None:
-                model, provider = model_and_provider(response, model_dict)
-                self.ledger.record(usage, model=model, provider=provider)
+            self._recorder.end(event_id, payload.get(EventPayload.RESPONSE) or payload.get(EventPayload.COMPLETION))
         super().on_event_end(event_type, payload, event_id, **kwargs)
+
+    @property
+    def diagnoses(self) -> list[Diagnosis]:
+        """Per-call diagnoses of chat calls, oldest first."""
+        return self._recorder.diagnoses
 
     @property
     def cached_llm_token_count(self) -> int:

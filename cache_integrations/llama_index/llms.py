@@ -168,6 +168,10 @@ class CachingLLM(FunctionCallingLLM):
 
     # -- LlamaIndex plumbing ----------------------------------------------------------------------
 
+    def to_payload(self) -> dict[str, Any]:
+        """LlamaIndex's payload of every LLM event, plus whether requests go through the layout step."""
+        return {**super().to_payload(), "cache_friendly_layout": self.cache_friendly_layout}
+
     @property
     def metadata(self) -> LLMMetadata:
         """Never raises (LlamaIndex calls it on every call): unknown models get the class default."""
