@@ -47,6 +47,9 @@ class CallRecord:
     cost: Cost | None
     diagnosis: Any = None
     """The call's `cache_integrations.diagnostics.Diagnosis`, when diagnostics are on."""
+    run_id: str | None = None
+    """The framework's id of the call (LangChain run id, LlamaIndex span or event id), to match
+    records to requests when calls finish out of order (batch, async)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +142,18 @@ class CacheLedger:
     def __post_init__(self) -> None:
         self._calls = deque(maxlen=self.keep_calls)
 
-    def record(self, usage: Usage, *, model: str, provider: str | None = None, diagnosis: Any = None) -> CallRecord:
+    def record(
+        self,
+        usage: Usage,
+        *,
+        model: str,
+        provider: str | None = None,
+        diagnosis: Any = None,
+        run_id: str | None = None,
+    ) -> CallRecord:
         """Price and add one call. Pricing happens outside the lock; the update is atomic."""
         cost = self.prices.cost(usage, model, provider_price_ids(provider))
-        rec = CallRecord(model, provider, usage, cost, diagnosis)
+        rec = CallRecord(model, provider, usage, cost, diagnosis, run_id)
         with self._lock:
             current = self._by_model.get(model) or CacheStats(model=model)
             self._by_model[model] = current.add(usage, cost)

@@ -395,7 +395,9 @@ class CacheDiagnostics:
             verdict.detail = "first call of its conversation"
         else:
             self._judge(call, parent, tokens, verdict)
-        lost = max(verdict.potential - usage.cache_read_tokens, 0) if verdict.cause else 0
+        # Token counts are estimates: a shortfall within the miss tolerance is rounding, not a loss.
+        served_enough = usage.cache_read_tokens >= self.miss_tolerance * verdict.potential
+        lost = 0 if not verdict.cause or served_enough else verdict.potential - usage.cache_read_tokens
         token_offset = None
         if verdict.char_offset is not None:
             token_offset = round((verdict.prefix_chars + verdict.char_offset) * per_char)
@@ -427,6 +429,13 @@ class CacheDiagnostics:
         verdict.expected = sum(tokens[:matched])
         sent_normalized = {u.normalized for u in sent}
         verdict.potential = sum(t for u, t in zip(units, tokens, strict=True) if u.normalized in sent_normalized)
+        branched = len(units) < parent.stable_units and not any(
+            u.text.startswith("assistant\x1f") for u in units[matched:]
+        )
+        if branched:  # a new question that reuses only the start of an earlier conversation
+            verdict.potential = verdict.expected
+            verdict.detail = f"a new branch sharing the first {matched - 1} message(s) of an earlier conversation"
+            return
         if matched < min(len(units), parent.stable_units):  # the break is inside the previous prefix
             verdict.prefix_chars = sum(u.chars for u in units[:matched])
             self._classify(call, parent, matched, verdict)
@@ -495,7 +504,7 @@ class CacheDiagnostics:
     # -- reporting --------------------------------------------------------------------------------
 
     def _report(self, diagnosis: Diagnosis, units: tuple[_Unit, ...]) -> None:
-        if diagnosis.cause and self.warn:
+        if diagnosis.cause and diagnosis.lost_tokens > 0 and self.warn:
             key = (diagnosis.cause, diagnosis.model)
             with self._lock:
                 first = key not in self._warned

@@ -49,10 +49,10 @@ def _table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> list[str
     rows = list(rows)
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     fmt = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
         for r in (header, *rows)
     ]
-    return [fmt[0], "  ".join("-" * w for w in widths), *fmt[1:]]
+    return [fmt[0], "  ".join("-" * w for w in widths if w).rstrip(), *fmt[1:]]
 
 
 def doctor_report(records: list[dict[str, Any]], buckets: int = 8) -> str:
@@ -64,8 +64,9 @@ def doctor_report(records: list[dict[str, Any]], buckets: int = 8) -> str:
     expected = sum(int(r.get("expected_cacheable_tokens") or 0) for r in records)
     lines = [
         f"{len(records)} calls in {len(conversations)} conversation(s); {inputs} input tokens, {cached} served "
-        f"from cache ({_pct(cached, inputs)} %); the layout made {expected} cacheable "
-        f"(cache efficiency {_pct(min(cached, expected), expected)} %).",
+        f"from cache ({_pct(cached, inputs)} %).",
+        f"Whole messages each call shared with the previous one of its conversation: {expected} tokens; "
+        f"the provider served {_pct(min(cached, expected), expected)} % of those.",
         "",
         "Hit rate over time",
     ]

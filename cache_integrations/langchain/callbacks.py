@@ -123,9 +123,9 @@ class CacheUsageCallbackHandler(BaseCallbackHandler):
             for gen in generations:
                 message = gen.message if isinstance(gen, ChatGeneration) else None
                 if isinstance(message, BaseMessage):
-                    self._record(message, request)
+                    self._record(message, request, None if run_id is None else str(run_id))
 
-    def _record(self, message: BaseMessage, request: _Request | None) -> None:
+    def _record(self, message: BaseMessage, request: _Request | None, run_id: str | None) -> None:
         usage_meta = getattr(message, "usage_metadata", None)
         if not usage_meta:
             return
@@ -142,7 +142,7 @@ class CacheUsageCallbackHandler(BaseCallbackHandler):
                 provider=meta.get("model_provider"),
                 session=request.session,
             )
-        self.ledger.record(usage, model=model, provider=meta.get("model_provider"), diagnosis=diagnosis)
+        self.ledger.record(usage, model=model, provider=meta.get("model_provider"), diagnosis=diagnosis, run_id=run_id)
 
     @property
     def diagnoses(self) -> list[Diagnosis]:

@@ -192,7 +192,7 @@ class _Recorder:
                 provider=provider,
                 session=call.session,
             )
-        return self.ledger.record(usage, model=model, provider=provider, diagnosis=diagnosis)
+        return self.ledger.record(usage, model=model, provider=provider, diagnosis=diagnosis, run_id=key)
 
     @property
     def diagnoses(self) -> list[Diagnosis]:

@@ -256,3 +256,15 @@ def test_lint_prompt_on_a_template() -> None:
     assert set(findings) == {"{user_name}", "{current_date}"}
     assert "likely changes per call" in findings["{current_date}"].kind
     assert "last user message" in findings["{current_date}"].fix
+
+
+def test_a_one_shot_question_after_a_chat_is_a_new_branch_not_a_miss(
+    emu: Emulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cache_integrations.diagnostics")
+    chat = [("system", LONG_SYSTEM_PROMPT), ("human", "Q1?"), ("ai", "A1."), ("human", "Q2?")]
+    diagnoses = _run(
+        _llm(emu), [chat, [("system", LONG_SYSTEM_PROMPT), ("human", "Unrelated one-shot question")]], _handler(clock)
+    )
+    assert diagnoses[-1].cause is None and "new branch" in diagnoses[-1].detail
+    assert not [r for r in caplog.records if "prompt cache miss" in r.getMessage()]

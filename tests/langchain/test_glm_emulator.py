@@ -185,3 +185,11 @@ def test_retry_after_parsing_and_backoff_bounds() -> None:
     assert [policy.delay(i) for i in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
     assert policy.delay(0, retry_after=120) == 8.0 and policy.delay(3, retry_after=0) == 0.0
     assert GLM_RATE_LIMIT_BODY["error"]["code"] == "1302"
+
+
+def test_call_records_carry_the_run_id_under_batch(emu: Emulator) -> None:
+    from langchain_core.tracers.context import collect_runs
+
+    with get_cache_usage_callback() as usage, collect_runs() as runs:
+        _llm(emu).batch([f"question {i}" for i in range(4)], config={"max_concurrency": 4})
+    assert {c.run_id for c in usage.calls} == {str(r.id) for r in runs.traced_runs}
