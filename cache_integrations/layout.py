@@ -18,14 +18,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import InvalidRequestError
 from .messages import ChatRequest, Message, ToolDefinition
 
 __all__ = [
+    "FirstSeenOrder",
     "PrefixFingerprints",
     "apply_layout",
     "canonical_json",
@@ -82,12 +84,43 @@ def stable_order(items: Iterable[_T], key: Callable[[_T], Any]) -> list[_T]:
 
     A retriever returns the same documents in a different order for every question; sorted by a
     stable key (an id, a source path) they form the same prefix every time, which the cache can serve.
-    Duplicates (same key) are kept once, at their first position in key order.
+    Duplicates (same key) are kept once, at their first position in key order. When the retrieved
+    *set* varies between questions, prefer `FirstSeenOrder`.
     """
     seen: dict[Any, _T] = {}
     for item in items:
         seen.setdefault(key(item), item)
     return [seen[k] for k in sorted(seen)]
+
+
+class FirstSeenOrder(Generic[_T]):
+    """Order retrieved context by when each item was first seen: known items first, new ones last.
+
+    `stable_order` (sort by key) is ideal when every question retrieves the same set. When the set
+    varies, a new item can sort ahead of items sent before and break the prefix there; first-seen
+    order keeps every previously sent item in place and appends new ones, the way an append-only
+    history does. Thread-safe; remembers up to `max_items` keys.
+
+        order = FirstSeenOrder(key=lambda doc: doc.metadata["id"])
+        docs = order(retriever.invoke(question))
+    """
+
+    def __init__(self, key: Callable[[_T], Any], *, max_items: int = 100_000) -> None:
+        self._key = key
+        self._ranks: dict[Any, int] = {}
+        self._max = max_items
+        self._lock = threading.Lock()
+
+    def __call__(self, items: Iterable[_T]) -> list[_T]:
+        unique: dict[Any, _T] = {}
+        for item in items:
+            unique.setdefault(self._key(item), item)
+        with self._lock:
+            for k in unique:  # new keys get the next rank, in the order they arrived
+                if k not in self._ranks and len(self._ranks) < self._max:
+                    self._ranks[k] = len(self._ranks)
+            ranks = {k: self._ranks.get(k, len(self._ranks)) for k in unique}
+        return [unique[k] for k in sorted(unique, key=ranks.__getitem__)]
 
 
 def stable_prefix_length(messages: Sequence[Message]) -> int:

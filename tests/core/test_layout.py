@@ -134,3 +134,14 @@ def test_stable_order_is_independent_of_retrieval_order() -> None:
     docs = [("b", "beta"), ("a", "alpha"), ("c", "gamma"), ("a", "alpha")]
     assert stable_order(docs, key=lambda d: d[0]) == [("a", "alpha"), ("b", "beta"), ("c", "gamma")]
     assert stable_order(reversed(docs), key=lambda d: d[0]) == stable_order(docs, key=lambda d: d[0])
+
+
+def test_first_seen_order_keeps_sent_items_in_place_when_the_retrieved_set_varies() -> None:
+    from cache_integrations.layout import FirstSeenOrder
+
+    order = FirstSeenOrder(key=lambda d: d)
+    assert order(["d7", "d3"]) == ["d7", "d3"]
+    # "d1" sorts before both by id, but it is new: it goes last, so the previous prefix still matches
+    assert order(["d1", "d3", "d7"]) == ["d7", "d3", "d1"]
+    assert stable_order(["d1", "d3", "d7"], key=lambda d: d)[0] == "d1"  # sorting by id would move it first
+    assert order(["d3", "d3", "d9"]) == ["d3", "d9"]  # duplicates kept once; the known one first
