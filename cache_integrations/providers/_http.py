@@ -177,6 +177,8 @@ class HTTPProvider:
                     self._client = httpx.Client(
                         timeout=self._timeout, transport=httpx.HTTPTransport(socket_options=SOCKET_OPTIONS)
                     )
+                    # A chat model has no close(): release the pool's sockets when the provider goes.
+                    weakref.finalize(self, self._client.close)
         return self._client
 
     def _async_client(self) -> httpx.AsyncClient:

@@ -65,6 +65,7 @@ def test_a_killed_creators_lease_is_taken_over(kind: str, tmp_path: Path, redis_
         assert doomed.stdout is not None and doomed.stdout.readline().strip() == "lease held"
         doomed.kill()  # the creator dies holding the lease
         doomed.wait()
+        doomed.stdout.close()
         started = time.monotonic()
         reply = llm.invoke(prompt)
         waited = time.monotonic() - started
