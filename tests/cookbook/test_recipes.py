@@ -39,6 +39,7 @@ RECIPES = (
     "batch_code_review",
     "cost_report",
     "why_did_my_cache_miss",
+    "llama_index_rag_and_agent",
 )
 OFFLINE_GLM = "No ZHIPUAI_API_KEY set: running offline on the built-in GLM emulator"
 OFFLINE_GEMINI = "No GEMINI_API_KEY or GOOGLE_API_KEY set: running offline on the built-in Gemini emulator"
@@ -287,6 +288,59 @@ def test_why_did_my_cache_miss(tmp_path: Path) -> None:
     assert f"6 calls in 1 conversation(s); {broken.input} input tokens, {broken.cached} served from cache" in doctor
     causes = re.search(r"^volatile_content\s+(\d+)\s+(\d+)\s+\$([\d.]+)$", doctor, re.M)
     assert causes and int(causes.group(1)) == 5, "calls 2-6 each lost their prefix to the timestamp"
+
+
+def test_llama_index_rag_and_agent(tmp_path: Path) -> None:
+    out = run_recipe("llama_index_rag_and_agent", tmp_path)
+
+    assert out.startswith(OFFLINE_GLM)
+    query_part, _, rest = out.partition("\n2. ")
+    chat_part, _, agent_part = rest.partition("\n3. ")
+    query_table, stock_table, friendly_table, agent_table = reports(out)
+    (query, stock, friendly, agent) = (t[0] for t in (query_table, stock_table, friendly_table, agent_table))
+    for row in (query, stock, friendly, agent):
+        assert_consistent(row)
+
+    # 1. the query engine: LlamaIndex's Q&A prompt (and any shared leading section) cached from the second query
+    queries = ints(r"^Q\d+\s+cached\s+(\d+) of\s+(\d+) input tokens \| \S", query_part)
+    assert len(queries) == 4
+    assert queries[0][0] == 0 and all(cached > 0 for cached, _ in queries[1:])
+    assert (query.calls, query.cached, query.input) == (4, sum(c for c, _ in queries), sum(t for _, t in queries))
+
+    # 2. the same conversation: the cache-friendly engine's hit rate is clearly higher
+    summary = {
+        m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4)), float(m.group(5)), m.group(6), m.group(7))
+        for m in re.finditer(
+            r"^(ContextChatEngine|CacheFriendlyContextChatEngine)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)"
+            r"\s+\$([\d.]+)\s+\$([\d.]+)$",
+            chat_part,
+            re.M,
+        )
+    }
+    for name, row in (("ContextChatEngine", stock), ("CacheFriendlyContextChatEngine", friendly)):
+        assert summary[name] == (row.calls, row.input, row.cached, row.hit_percent, f"{row.cost}", f"{row.saved}")
+        assert row.calls == 6
+    assert friendly.hit_percent > 2 * stock.hit_percent and friendly.saved > stock.saved
+    turns = ints(r"^T\d+\s+\S.*?\s(\d+)\s+(\d+)$", chat_part)
+    assert len(turns) == 6
+    assert sum(s for s, _ in turns) == stock.cached and sum(f for _, f in turns) == friendly.cached
+    friendly_turns = [f for _, f in turns]
+    assert friendly_turns[1:] == sorted(friendly_turns[1:]), "the cached history grows turn by turn"
+    assert "Why: ContextChatEngine writes each turn's retrieved context at the top of the system message" in chat_part
+    assert chat_part.count("prompt cache miss (system_prompt_changed) at messages[0]") == 1, "the stock engine's"
+    assert "prompt cache miss" not in query_part + agent_part
+
+    # 3. the agent: two tools, every model call after the first served from the cache
+    steps = re.findall(
+        r"^  step (\d+): model (calls (\w+)\(.*?\)|answers: .*?)\s+cached\s+(\d+) of\s+(\d+)", agent_part, re.M
+    )
+    assert [int(s[0]) for s in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 6
+    assert {s[2] for s in steps if s[2]} == {"track_parcel", "handbook"}
+    assert len(re.findall(r"^          tool \w+ -> ", agent_part, re.M)) == sum(1 for s in steps if s[2])
+    cached = [int(s[3]) for s in steps]
+    assert all(c > 0 for c in cached[1:]), "every step after the first is served from the cache"
+    assert (agent.calls, agent.cached, agent.input) == (len(steps), sum(cached), sum(int(s[4]) for s in steps))
+    assert agent.hit_percent > 70
 
 
 def test_a_glm_key_sends_the_recipe_where_the_environment_says(tmp_path: Path) -> None:
