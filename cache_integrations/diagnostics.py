@@ -63,7 +63,9 @@ Cause = Literal[
 CAUSES: dict[str, tuple[str, str]] = {
     "system_prompt_changed": (
         "the system prompt changed between calls",
-        "keep the system prompt byte-identical; move per-call details into the last user message",
+        "keep the system prompt byte-identical; move per-call details into the last user message (a "
+        "framework that injects retrieved context into it, like LlamaIndex's ContextChatEngine, needs a "
+        "cache-friendly composition: cache_integrations.llama_index.CacheFriendlyContextChatEngine)",
     ),
     "tools_changed": ("the tool definitions changed", "bind the same tools, with the same schemas, on every call"),
     "tools_reordered": (

@@ -7,9 +7,10 @@ tokenizer). Set the provider's key and the same recipe calls the real API instea
 * GLM recipes: ``ZHIPUAI_API_KEY`` (and optionally ``ZHIPUAI_BASE_URL``, e.g. Z.ai's endpoint);
 * Gemini recipes: ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY``.
 
-The recipes build their chat models themselves (``ChatGLM(model=..., **connection)``), so what you
-copy into your code is exactly what they run: offline, ``connection`` points the model at the emulator;
-with a key, it is empty and the model reads its key and URL from the environment as usual.
+The recipes build their models themselves (``ChatGLM(model=..., **connection)`` in LangChain,
+``GLM(model=..., **connection)`` in LlamaIndex: the same settings), so what you copy into your code is
+exactly what they run: offline, ``connection`` points the model at the emulator; with a key, it is
+empty and the model reads its key and URL from the environment as usual.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Prefix caches (GLM, OpenAI, Gemini implicit and explicit) serve only a byte-identical request
 prefix, so what changes on every turn must come last. LlamaIndex's stock `ContextChatEngine` puts
-the retrieved context in the *system* message, ahead of the whole history: every turn changes the
-first message and nothing after it can be served from cache. Two building blocks fix that:
+the retrieved context at the top of the *system* message, ahead of the system prompt itself and of
+the whole history (`context_template + system_prompt`): every turn changes the first message and
+nothing after its first few tokens can be served from cache. Two building blocks fix that:
 
 * `CacheFriendlyContextChatEngine` keeps the system prompt and the history first and puts the
   retrieved context together with the question in the newest user turn. The stored history keeps
