@@ -81,7 +81,19 @@ class CachedResource(Protocol):
     def expire_time(self) -> datetime: ...
 
     @property
+    def update_time(self) -> datetime: ...
+
+    @property
     def total_token_count(self) -> int: ...
+
+
+def _local_expiry(resource: CachedResource, now: float) -> float:
+    """When the cache expires on *our* clock: now plus the lifetime the server just granted.
+
+    Comparing the server's absolute expireTime with the local clock would make every decision
+    depend on clock skew between client and provider (and on when recorded traffic is replayed).
+    """
+    return now + (resource.expire_time - resource.update_time).total_seconds()
 
 
 class ExplicitCacheClient(Protocol):
@@ -470,7 +482,7 @@ class ExplicitCacheManager:
             name=resource.name,
             model=plan.model,
             tokens=resource.total_token_count,
-            expire_at=resource.expire_time.timestamp(),
+            expire_at=_local_expiry(resource, now),
             created_at=now,
             last_used=now,
             uses=0,
@@ -563,7 +575,7 @@ class ExplicitCacheManager:
         return self._extended(entry, resource)
 
     def _extended(self, entry: CacheEntry, resource: CachedResource) -> CacheEntry:
-        new = replace(entry, expire_at=resource.expire_time.timestamp())
+        new = replace(entry, expire_at=_local_expiry(resource, self.clock()))
         self._reg("put", new)
         return new
 

@@ -281,3 +281,13 @@ def test_other_permission_errors_surface(emu: Emulator, clock: FakeClock) -> Non
     with pytest.raises(PermissionDeniedError) as info:
         llm.invoke("hello")
     assert info.value.code == "PERMISSION_DENIED" and "gemini-test-key" not in str(info.value)
+
+
+def test_expiry_does_not_depend_on_clock_skew_between_client_and_provider(emu: Emulator, clock: FakeClock) -> None:
+    llm = _llm(emu, clock, cache_mode="always")
+    llm.cache_manager.clock = lambda: clock.time() + 10 * 86400  # our clock runs ten days ahead of Google's
+    prompt = [("system", SYSTEM + "\n" + DOC), ("human", "Q?")]
+    first = llm.invoke(prompt).response_metadata["cache"]
+    second = llm.invoke(prompt).response_metadata["cache"]
+    assert first["created"] is True and second["created"] is False and second["name"] == first["name"]
+    assert emu.counters.caches_created == 1
