@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from typing_extensions import Self
 
 from ..clients import glm_client
-from ..providers.glm import GLM_BASE_URL
+from ..providers.glm import GLM_BASE_URL, glm_options
 from ._base import CachingChatModel
 
 __all__ = ["ChatGLM"]
@@ -79,9 +79,4 @@ class ChatGLM(CachingChatModel):
         return {"api_key": "ZHIPUAI_API_KEY"}
 
     def _extra_body(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        if self.thinking is not None:
-            extra["thinking"] = {"type": self.thinking}
-        if self.reasoning_effort is not None:
-            extra["reasoning_effort"] = self.reasoning_effort
-        return extra
+        return glm_options(thinking=self.thinking, reasoning_effort=self.reasoning_effort)

@@ -22,7 +22,7 @@ from typing_extensions import Self
 from ..clients import gemini_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent
+from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
 from ._base import CachingChatModel
 from ._convert import messages_from_langchain, tool_choice_from_langchain, tool_from_langchain
 
@@ -143,9 +143,7 @@ class ChatGemini(CachingChatModel):
         return manager
 
     def _extra_body(self) -> dict[str, Any]:
-        if self.thinking_budget is None:
-            return {}
-        return {"generationConfig": {"thinkingConfig": {"thinkingBudget": self.thinking_budget}}}
+        return gemini_options(thinking_budget=self.thinking_budget)
 
     # -- explicit control -------------------------------------------------------------------------
 

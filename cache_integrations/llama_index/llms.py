@@ -58,8 +58,8 @@ from ..clients import gemini_client, glm_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, StreamChunk, ToolDefinition
 from ..providers import ChatProvider
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent
-from ..providers.glm import GLM_BASE_URL
+from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
+from ..providers.glm import GLM_BASE_URL, glm_options
 from ._convert import (
     StreamAccumulator,
     chat_response_from_core,
@@ -409,12 +409,7 @@ class GLM(CachingLLM):
         )
 
     def _extra_body(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        if self.thinking is not None:
-            extra["thinking"] = {"type": self.thinking}
-        if self.reasoning_effort is not None:
-            extra["reasoning_effort"] = self.reasoning_effort
-        return extra
+        return glm_options(thinking=self.thinking, reasoning_effort=self.reasoning_effort)
 
 
 class PinnedContext:
@@ -567,9 +562,7 @@ class Gemini(CachingLLM):
         return manager
 
     def _extra_body(self) -> dict[str, Any]:
-        if self.thinking_budget is None:
-            return {}
-        return {"generationConfig": {"thinkingConfig": {"thinkingBudget": self.thinking_budget}}}
+        return gemini_options(thinking_budget=self.thinking_budget)
 
     # -- explicit control -------------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ __all__ = [
     "encode_cache_create",
     "encode_generate",
     "format_ttl",
+    "gemini_options",
     "parse_cached_content",
     "parse_response",
     "parse_timestamp",
@@ -111,6 +112,13 @@ _ZERO_QUOTA = re.compile(r"\blimit: 0\b")
 
 
 # ------------------------------------------------------------------------------------------ usage
+
+
+def gemini_options(*, thinking_budget: int | None = None) -> dict[str, Any]:
+    """Body fields for Gemini's thinking budget (2.5+; 0 turns thinking off on Flash)."""
+    if thinking_budget is None:
+        return {}
+    return {"generationConfig": {"thinkingConfig": {"thinkingBudget": thinking_budget}}}
 
 
 def usage_from_gemini(raw: Mapping[str, Any] | None) -> Usage:

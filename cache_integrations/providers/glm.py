@@ -42,12 +42,22 @@ from ..messages import (
 from ..usage import usage_from_openai
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 
-__all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "EncodedRequest", "GLMProvider", "usage_from_openai"]
+__all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "EncodedRequest", "GLMProvider", "glm_options", "usage_from_openai"]
 
 GLM_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 ZAI_BASE_URL = "https://api.z.ai/api/paas/v4"
 _CHAT_PATH = "chat/completions"
 INSUFFICIENT_BALANCE = "1113"
+
+
+def glm_options(*, thinking: str | None = None, reasoning_effort: str | None = None) -> dict[str, Any]:
+    """Body fields for GLM's reasoning settings (``thinking`` for glm-4.5+, ``reasoning_effort`` for 5.2+)."""
+    extra: dict[str, Any] = {}
+    if thinking is not None:
+        extra["thinking"] = {"type": thinking}
+    if reasoning_effort is not None:
+        extra["reasoning_effort"] = reasoning_effort
+    return extra
 
 
 def _encode_content(message: Message, index: int) -> str | list[dict[str, Any]]:
