@@ -120,3 +120,27 @@ def test_two_credentials_never_share_an_entry_in_redis(redis_url: str) -> None:
     name_b = b.invoke(prompt).response_metadata["cache"]["name"]
     assert name_a != name_b and emu.counters.caches_created == 2
     assert {e.name for e in a.cache_manager.registry.entries(a.cache_manager.namespace)} == {name_a}
+
+
+async def test_async_cold_calls_share_one_cache_through_redis(redis_url: str) -> None:
+    import asyncio
+
+    import httpx
+
+    emu = Emulator(latency=0.02)
+    registry = f"{redis_url.rsplit('/', 1)[0]}/2"
+
+    def worker() -> ChatGemini:  # two "processes": separate models, separate in-process locks
+        transport = emu.transport()
+        return ChatGemini(
+            api_key="async-key", base_url="http://emulator/v1beta", cache_registry=registry, cache_mode="always",
+            http_client=httpx.Client(transport=transport), http_async_client=httpx.AsyncClient(transport=transport),
+        )  # fmt: skip
+
+    a, b = worker(), worker()
+    for model in (a, b):
+        model.cache_manager.lease_poll = 0.01
+    prompt = [("system", DOCUMENT + "\nAsync."), ("human", "Q?")]
+    replies = await asyncio.gather(*(m.ainvoke(prompt) for m in (a, b) for _ in range(5)))
+    assert emu.counters.caches_created == 1
+    assert len({r.response_metadata["cache"]["name"] for r in replies}) == 1
