@@ -7,7 +7,7 @@ every call and are never parsed from untrusted input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ __all__ = [
     "ToolCallChunk",
     "ToolChoice",
     "ToolDefinition",
+    "tool_choice_from_spec",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -107,6 +108,31 @@ class ForcedTool:
 
 
 ToolChoice = Literal["auto", "none", "required"] | ForcedTool
+
+
+def tool_choice_from_spec(choice: Any, tool_names: Sequence[str]) -> ToolChoice | None:
+    """Any common spelling of tool_choice (LangChain's, LlamaIndex's, OpenAI's) as the neutral one.
+
+    ``True``/``"any"``/``"required"`` force some tool, a tool name or ``{"function": {"name": ...}}``
+    forces that tool; anything else raises, naming the allowed values.
+    """
+    if choice is None or choice is False:
+        return None
+    if choice is True or choice in ("any", "required"):
+        return "required"
+    if choice == "auto" or choice == "none":
+        return "auto" if choice == "auto" else "none"
+    name: Any = choice
+    if isinstance(choice, Mapping):
+        name = (choice.get("function") or {}).get("name") or choice.get("name")
+    if isinstance(name, str) and name in tool_names:
+        return ForcedTool(name)
+    from .errors import InvalidRequestError
+
+    raise InvalidRequestError(
+        f"tool_choice: {choice!r} is not 'auto', 'none', 'any', 'required' "
+        f"or one of the bound tools {list(tool_names)!r}"
+    )
 
 
 @dataclass(frozen=True, slots=True)

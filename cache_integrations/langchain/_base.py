@@ -23,13 +23,12 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
 from ..errors import InvalidRequestError
-from ..messages import ChatRequest
+from ..messages import ChatRequest, tool_choice_from_spec
 from ..providers import ChatProvider
 from ._convert import (
     ai_message_from_response,
     message_chunk_from_stream,
     messages_from_langchain,
-    tool_choice_from_langchain,
     tool_from_langchain,
 )
 
@@ -115,7 +114,7 @@ class CachingChatModel(BaseChatModel):
         kw.pop("stream", None)
         raw_tools = kw.pop("tools", None) or ()
         tools = tuple(tool_from_langchain(t) for t in raw_tools)
-        tool_choice = tool_choice_from_langchain(kw.pop("tool_choice", None), [t.name for t in tools])
+        tool_choice = tool_choice_from_spec(kw.pop("tool_choice", None), [t.name for t in tools])
         stop_seq = stop if stop is not None else kw.pop("stop", None)
         if stop_seq is None:
             stop_seq = self.stop
@@ -207,7 +206,7 @@ class CachingChatModel(BaseChatModel):
         formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         names = [tool_from_langchain(t).name for t in formatted]
         if tool_choice is not None:
-            tool_choice_from_langchain(tool_choice, names)
+            tool_choice_from_spec(tool_choice, names)
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     def with_structured_output(

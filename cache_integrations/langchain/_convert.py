@@ -27,7 +27,6 @@ from ..errors import InvalidRequestError
 from ..layout import canonical_json
 from ..messages import (
     ChatResponse,
-    ForcedTool,
     ImagePart,
     Message,
     Part,
@@ -35,7 +34,6 @@ from ..messages import (
     StreamChunk,
     TextPart,
     ToolCall,
-    ToolChoice,
     ToolDefinition,
 )
 from ..usage import Usage, with_cache_booking
@@ -44,7 +42,6 @@ __all__ = [
     "ai_message_from_response",
     "message_chunk_from_stream",
     "messages_from_langchain",
-    "tool_choice_from_langchain",
     "tool_from_langchain",
     "usage_from_langchain",
     "usage_to_langchain",
@@ -212,25 +209,6 @@ def tool_from_langchain(tool: Any) -> ToolDefinition:
     params = fn.get("parameters") or {"type": "object", "properties": {}}
     canonical_json(params, what=f"tools[{fn['name']!r}].parameters")
     return ToolDefinition(fn["name"], fn.get("description") or "", params, fn.get("strict"))
-
-
-def tool_choice_from_langchain(choice: Any, tool_names: Sequence[str]) -> ToolChoice | None:
-    """LangChain's tool_choice spellings to the neutral one."""
-    if choice is None or choice is False:
-        return None
-    if choice is True or choice in ("any", "required"):
-        return "required"
-    if choice in ("auto", "none"):
-        return choice  # type: ignore[no-any-return]
-    name: Any = choice
-    if isinstance(choice, Mapping):
-        name = (choice.get("function") or {}).get("name") or choice.get("name")
-    if isinstance(name, str) and name in tool_names:
-        return ForcedTool(name)
-    raise InvalidRequestError(
-        f"tool_choice: {choice!r} is not 'auto', 'none', 'any', 'required' "
-        f"or one of the bound tools {list(tool_names)!r}"
-    )
 
 
 def usage_to_langchain(usage: Usage) -> UsageMetadata:

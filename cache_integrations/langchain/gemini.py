@@ -21,10 +21,10 @@ from typing_extensions import Self
 
 from ..clients import gemini_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
-from ..messages import ChatRequest
+from ..messages import ChatRequest, tool_choice_from_spec
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
 from ._base import CachingChatModel
-from ._convert import messages_from_langchain, tool_choice_from_langchain, tool_from_langchain
+from ._convert import messages_from_langchain, tool_from_langchain
 
 __all__ = ["ChatGemini", "PinnedContext"]
 
@@ -180,7 +180,7 @@ class ChatGemini(CachingChatModel):
             model=self.model,
             messages=messages_from_langchain(messages) if messages else (),
             tools=tool_defs,
-            tool_choice=tool_choice_from_langchain(tool_choice, [t.name for t in tool_defs]),
+            tool_choice=tool_choice_from_spec(tool_choice, [t.name for t in tool_defs]),
         )
         handle = self.cache_manager.pin(request, layout=self.cache_friendly_layout)
         return PinnedContext(handle, messages, llm)

@@ -32,7 +32,6 @@ from ..errors import InvalidRequestError
 from ..layout import canonical_json
 from ..messages import (
     ChatResponse,
-    ForcedTool,
     ImagePart,
     Message,
     Part,
@@ -41,7 +40,6 @@ from ..messages import (
     TextPart,
     ToolCall,
     ToolCallChunk,
-    ToolChoice,
     ToolDefinition,
 )
 from ..providers.glm import tool_call_from_wire
@@ -54,7 +52,6 @@ __all__ = [
     "messages_from_llama_index",
     "parse_tool_kwargs",
     "raw_from_core",
-    "tool_choice_from_llama_index",
     "tool_from_llama_index",
     "usage_to_llama_index",
 ]
@@ -196,27 +193,6 @@ def tool_from_llama_index(tool: Any) -> ToolDefinition:
     params = fn.get("parameters") or {"type": "object", "properties": {}}
     canonical_json(params, what=f"tools[{fn['name']!r}].parameters")
     return ToolDefinition(str(fn["name"]), str(fn.get("description") or ""), params, fn.get("strict"))
-
-
-def tool_choice_from_llama_index(choice: Any, tool_names: Sequence[str]) -> ToolChoice | None:
-    """LlamaIndex/OpenAI spellings of tool_choice to the neutral one."""
-    if choice is None:
-        return None
-    if choice in ("auto", "none", "required"):
-        return choice  # type: ignore[no-any-return]
-    if choice == "any":
-        return "required"
-    name: Any = choice
-    if isinstance(choice, Mapping):
-        name = (choice.get("function") or {}).get("name") or choice.get("name")
-    if isinstance(name, str) and name in tool_names:
-        return ForcedTool(name)
-    raise InvalidRequestError(
-        f"tool_choice: {choice!r} is not 'auto', 'none', 'required' or one of the tools {list(tool_names)!r}"
-    )
-
-
-# -- core -> LlamaIndex -----------------------------------------------------------------------------
 
 
 def usage_to_llama_index(usage: Usage) -> dict[str, Any]:

@@ -56,7 +56,7 @@ from llama_index.core.llms.llm import ToolSelection
 
 from ..clients import gemini_client, glm_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
-from ..messages import ChatRequest, StreamChunk, ToolDefinition
+from ..messages import ChatRequest, StreamChunk, ToolDefinition, tool_choice_from_spec
 from ..providers import ChatProvider
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
 from ..providers.glm import GLM_BASE_URL, glm_options
@@ -65,7 +65,6 @@ from ._convert import (
     chat_response_from_core,
     messages_from_llama_index,
     parse_tool_kwargs,
-    tool_choice_from_llama_index,
     tool_from_llama_index,
 )
 
@@ -188,7 +187,7 @@ class CachingLLM(FunctionCallingLLM):
     def _build_request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatRequest:
         kw = dict(kwargs)
         tools = tuple(tool_from_llama_index(t) for t in kw.pop("tools", None) or ())
-        tool_choice = tool_choice_from_llama_index(kw.pop("tool_choice", None), [t.name for t in tools])
+        tool_choice = tool_choice_from_spec(kw.pop("tool_choice", None), [t.name for t in tools])
         stop = kw.pop("stop", None)
         return ChatRequest(
             model=kw.pop("model", None) or self.model,
@@ -596,7 +595,7 @@ class Gemini(CachingLLM):
             model=self.model,
             messages=messages_from_llama_index(messages) if messages else (),
             tools=tuple(definitions),
-            tool_choice=tool_choice_from_llama_index(tool_choice, [t.name for t in definitions]),
+            tool_choice=tool_choice_from_spec(tool_choice, [t.name for t in definitions]),
         )
         handle = self.cache_manager.pin(request, layout=self.cache_friendly_layout)
         return PinnedContext(handle, messages, self, definitions, tool_choice)
