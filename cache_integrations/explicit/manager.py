@@ -184,6 +184,18 @@ class CacheUse:
         }
 
 
+_MISS = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Hot:
+    """A registry entry this process looked up or wrote recently (monotonic seconds)."""
+
+    entry: CacheEntry
+    checked: float
+    touched: float
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     key: str
@@ -314,6 +326,7 @@ class ExplicitCacheManager:
         lease_ttl: float = 60.0,
         lease_wait: float | None = None,
         lease_poll: float = 0.05,
+        registry_cache_seconds: float = 2.0,
     ) -> None:
         if mode not in ("auto", "always", "off"):
             raise ValueError(f"cache_mode must be 'auto', 'always' or 'off', got {mode!r}")
@@ -330,6 +343,9 @@ class ExplicitCacheManager:
         self.lease_ttl = float(lease_ttl)
         self.lease_wait = self.lease_ttl + 5.0 if lease_wait is None else float(lease_wait)
         self.lease_poll = float(lease_poll)
+        self.registry_cache_seconds = float(registry_cache_seconds)
+        self._hot: dict[str, _Hot] = {}
+        self._hot_lock = threading.Lock()
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._locks = _KeyedLocks()
         self._fallback = MemoryRegistry()
@@ -352,20 +368,62 @@ class ExplicitCacheManager:
     # -- registry access that degrades instead of failing the user's call -----------------------
 
     def _reg(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        hit = self._hot_answer(method, args)
+        if hit is not _MISS:
+            return hit
         registry = self._fallback if self._registry_failed else self.registry
         try:
-            return getattr(registry, method)(*args, **kwargs)
+            result = getattr(registry, method)(*args, **kwargs)
         except Exception as exc:
             if registry is self._fallback:
                 raise
-            logger.warning(
-                "cache registry %r failed (%s: %s); continuing without sharing caches across processes",
-                self.registry,
-                type(exc).__name__,
-                exc,
-            )
-            self._registry_failed = True
-            return getattr(self._fallback, method)(*args, **kwargs)
+            self._registry_down(exc)
+            result = getattr(self._fallback, method)(*args, **kwargs)
+        self._hot_note(method, args, result)
+        return result
+
+    def _registry_down(self, exc: Exception) -> None:
+        logger.warning(
+            "cache registry %r failed (%s: %s); continuing without sharing caches across processes",
+            self.registry,
+            type(exc).__name__,
+            exc,
+        )
+        self._registry_failed = True
+
+    # The warm path of a networked registry would pay a round trip to look an entry up and another
+    # to count its use on every request. Entries looked up (or written) in the last
+    # `registry_cache_seconds` are answered from memory and their use is counted at most once per
+    # that interval. A cache another worker replaced meanwhile costs one transparent recovery.
+
+    def _hot_answer(self, method: str, args: tuple[Any, ...]) -> Any:
+        if method not in ("get", "touch") or self.registry_cache_seconds <= 0:
+            return _MISS
+        namespace, key = args[0], args[1]
+        with self._hot_lock:
+            hot = self._hot.get(key)
+        if hot is None or hot.entry.namespace != namespace:
+            return _MISS
+        now = time.monotonic()
+        if method == "get":
+            return hot.entry if now - hot.checked < self.registry_cache_seconds else _MISS
+        return None if now - hot.touched < self.registry_cache_seconds else _MISS
+
+    def _hot_note(self, method: str, args: tuple[Any, ...], result: Any) -> None:
+        now = time.monotonic()
+        with self._hot_lock:
+            if method == "get":
+                if isinstance(result, CacheEntry):
+                    old = self._hot.get(result.key)
+                    self._hot[result.key] = _Hot(result, now, old.touched if old else 0.0)
+                else:
+                    self._hot.pop(args[1], None)
+            elif method == "put":
+                self._hot[args[0].key] = _Hot(args[0], now, now)
+            elif method == "forget":
+                self._hot.pop(args[1], None)
+            elif method == "touch" and args[1] in self._hot:
+                self._hot[args[1]] = replace(self._hot[args[1]], touched=now)
 
     def _book_later(self, key: str, tokens: int, token_hours: float) -> None:
         with self._unbooked_lock:
@@ -389,19 +447,18 @@ class ExplicitCacheManager:
         fn = getattr(registry, "a" + method, None)
         if fn is None:
             return self._reg(method, *args, **kwargs)
+        hit = self._hot_answer(method, args)
+        if hit is not _MISS:
+            return hit
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except Exception as exc:
             if registry is self._fallback:
                 raise
-            logger.warning(
-                "cache registry %r failed (%s: %s); continuing without sharing caches across processes",
-                self.registry,
-                type(exc).__name__,
-                exc,
-            )
-            self._registry_failed = True
-            return await getattr(self._fallback, "a" + method)(*args, **kwargs)
+            self._registry_down(exc)
+            result = await getattr(self._fallback, "a" + method)(*args, **kwargs)
+        self._hot_note(method, args, result)
+        return result
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -605,7 +662,7 @@ class ExplicitCacheManager:
         entry = self._live(plan, now)
         if entry is not None:
             try:
-                return self._with_unbooked(self._maybe_extend(_Ticket(entry), now))
+                return self._with_unbooked(self._maybe_extend(_Ticket(entry, recovered=recovering), now))
             except CachedContentNotFoundError:
                 self._reg("forget", self.namespace, plan.key, name=entry.name)
                 recovering = True
@@ -738,7 +795,7 @@ class ExplicitCacheManager:
         entry = self._live(plan, now)
         if entry is not None:
             try:
-                return self._with_unbooked(await self._amaybe_extend(_Ticket(entry), now))
+                return self._with_unbooked(await self._amaybe_extend(_Ticket(entry, recovered=recovering), now))
             except CachedContentNotFoundError:
                 self._reg("forget", self.namespace, plan.key, name=entry.name)
                 recovering = True

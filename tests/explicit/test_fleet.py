@@ -10,10 +10,15 @@ import logging
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from cache_integrations.explicit import CacheEntry
+from cache_integrations.explicit.redis import RedisRegistry
 from cache_integrations.langchain import ChatGemini
 from cache_integrations.messages import ChatRequest, Message
 from cache_integrations.testing import Emulator
@@ -144,3 +149,52 @@ async def test_async_cold_calls_share_one_cache_through_redis(redis_url: str) ->
     replies = await asyncio.gather(*(m.ainvoke(prompt) for m in (a, b) for _ in range(5)))
     assert emu.counters.caches_created == 1
     assert len({r.response_metadata["cache"]["name"] for r in replies}) == 1
+
+
+class _CountingRedis(RedisRegistry):
+    """The real Redis registry, counting the round trips the warm path makes."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, prefix=f"count-{uuid.uuid4().hex[:8]}")
+        self.gets = self.touches = 0
+
+    def get(self, namespace: str, key: str) -> CacheEntry | None:
+        self.gets += 1
+        return super().get(namespace, key)
+
+    def touch(self, namespace: str, key: str, *, now: float, expire_at: float | None = None) -> None:
+        self.touches += 1
+        super().touch(namespace, key, now=now, expire_at=expire_at)
+
+
+def _model(emu: Emulator, registry: Any, **kwargs: Any) -> ChatGemini:
+    return ChatGemini(
+        api_key="warm-key", base_url="http://emulator/v1beta", cache_registry=registry, cache_mode="always",
+        http_client=httpx.Client(transport=emu.transport()), **kwargs,
+    )  # fmt: skip
+
+
+def test_the_warm_path_does_not_ask_redis_on_every_request(redis_url: str) -> None:
+    emu, registry = Emulator(), _CountingRedis(redis_url)
+    llm = _model(emu, registry)
+    prompt = [("system", DOCUMENT + "\nWarm path."), ("human", "Q?")]
+    llm.invoke(prompt)  # creates and records the cache
+    registry.gets = registry.touches = 0
+    for _ in range(20):
+        assert llm.invoke(prompt).response_metadata["cache"]["created"] is False
+    assert registry.gets <= 1 and registry.touches <= 1  # within registry_cache_seconds: answered from memory
+    assert emu.counters.caches_created == 1
+
+
+def test_a_worker_with_a_stale_entry_recovers_onto_the_cache_another_worker_recreated(redis_url: str) -> None:
+    emu = Emulator()
+    registry = f"{redis_url.rsplit('/', 1)[0]}/3"
+    a, b = _model(emu, registry), _model(emu, registry)
+    prompt = [("system", DOCUMENT + "\nStale entry."), ("human", "Q?")]
+    old = a.invoke(prompt).response_metadata["cache"]["name"]
+    assert emu.delete_cached_content(old)
+    new = b.invoke(prompt).response_metadata["cache"]  # b finds the cache gone and recreates it
+    assert new["recovered"] is True and new["name"] != old
+    reply = a.invoke(prompt).response_metadata["cache"]  # a still remembers `old` in memory
+    assert reply["name"] == new["name"] and reply["recovered"] is True
+    assert emu.counters.caches_created == 2  # a reused b's cache instead of making a third
