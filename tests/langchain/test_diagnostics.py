@@ -268,3 +268,23 @@ def test_a_one_shot_question_after_a_chat_is_a_new_branch_not_a_miss(
     )
     assert diagnoses[-1].cause is None and "new branch" in diagnoses[-1].detail
     assert not [r for r in caplog.records if "prompt cache miss" in r.getMessage()]
+
+
+def test_a_repeated_prefix_is_masked_once_not_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cache_integrations import diagnostics as module
+    from cache_integrations.messages import Message
+    from cache_integrations.usage import Usage
+
+    masked: list[str] = []
+    real = module._mask
+    monkeypatch.setattr(module, "_mask", lambda text: masked.append(text) or real(text))
+    diag = CacheDiagnostics(warn=False)
+    for i in range(5):
+        diag.observe(
+            model="glm-4.7",
+            messages=[Message("system", LONG_SYSTEM_PROMPT + " memo"), Message("user", f"q{i}")],
+            usage=Usage(input_tokens=1800, cache_read_tokens=1700 if i else 0),
+            provider="zhipuai",
+        )
+    assert sum(LONG_SYSTEM_PROMPT in text for text in masked) == 1  # the long system prompt: once, not five times
+    assert [d.cause for d in diag.diagnoses] == [None] * 5
