@@ -156,6 +156,17 @@ class _GenaiPrice:
         )
 
 
+def _flat(price: Any) -> ModelPrices | None:
+    """A genai-prices price with plain per-token rates as `ModelPrices` (priced with arithmetic on
+    every call); tiered or otherwise structured prices keep genai-prices' own calculation."""
+    rates = [getattr(price, k, None) for k in ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")]
+    if not isinstance(rates[0], Decimal) or not isinstance(rates[1], Decimal):
+        return None
+    if not all(r is None or isinstance(r, Decimal) for r in rates[2:]):
+        return None
+    return ModelPrices(rates[0], rates[1], rates[2], rates[3])
+
+
 def _storage_table_price(model: str) -> Decimal | None:
     best: str | None = None
     for prefix in STORAGE_PER_MTOK_HOUR:
@@ -255,7 +266,8 @@ class PriceBook:
             except Exception as exc:  # genai-prices raises its own error types for unknown models
                 logger.debug("genai-prices has no price for %s/%s: %s", provider_id, bare, exc)
                 continue
-            return _Resolved(_GenaiPrice(info.get_prices(now)), _storage_table_price(bare))
+            price = info.get_prices(now)
+            return _Resolved(_flat(price) or _GenaiPrice(price), _storage_table_price(bare))
         return None
 
 

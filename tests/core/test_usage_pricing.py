@@ -135,3 +135,16 @@ def test_cache_creation_tokens_are_not_in_the_no_cache_baseline() -> None:
     assert cost is not None and cost.without_caching == Decimal("1.0")
     assert cost.input == Decimal("1.0") and cost.cache_read == Decimal("0.09")  # 100k + 900k written, 900k read
     assert (usage + Usage(input_tokens=10)).input_without_caching == 1_000_010
+
+
+def test_flat_genai_prices_are_priced_exactly_as_genai_prices_does() -> None:
+    from genai_prices import Usage as GUsage
+    from genai_prices import calc_price
+
+    usage = Usage(input_tokens=120_000, cache_read_tokens=90_000, output_tokens=3_000)
+    for model, provider in (("glm-4.7", "zhipuai"), ("gemini-2.5-flash", "google"), ("gemini-2.5-pro", "google")):
+        cost = PriceBook().cost(usage, model, (provider,))
+        expected = calc_price(
+            GUsage(input_tokens=120_000, cache_read_tokens=90_000, output_tokens=3_000), model, provider_id=provider
+        )
+        assert cost is not None and cost.total == expected.total_price, model
