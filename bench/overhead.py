@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
-from cache_integrations.langchain import ChatGLM
+from cache_integrations.langchain import CacheUsageCallbackHandler, ChatGLM
 from cache_integrations.messages import ChatRequest, Message
 from cache_integrations.providers._http import SOCKET_OPTIONS
 from cache_integrations.providers.glm import GLMProvider, encode_request
@@ -39,6 +39,7 @@ def _clients(server_glm: str, server_openai: str) -> dict[str, Callable[[], obje
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
     provider = GLMProvider(api_key=SecretStr("bench"), base_url=server_glm)
     chat_glm = ChatGLM(model="glm-4.7", api_key="bench", base_url=server_glm)
+    handler = CacheUsageCallbackHandler()
     request = ChatRequest("glm-4.7", (Message("user", PROMPT),))
     oai_body = httpx.Request(
         "POST", "/", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]}
@@ -49,6 +50,9 @@ def _clients(server_glm: str, server_openai: str) -> dict[str, Callable[[], obje
         ).json(),
         "GLMProvider.chat": lambda: provider.chat(request),
         "ChatGLM.invoke": lambda: chat_glm.invoke(PROMPT),
+        "ChatGLM.invoke + CacheUsageCallbackHandler (diagnostics on)": lambda: chat_glm.invoke(
+            PROMPT, config={"callbacks": [handler]}
+        ),
         "raw httpx (OpenAI endpoint)": lambda: raw.post(
             f"{server_openai}/chat/completions", content=oai_body.content, headers=headers
         ).json(),
