@@ -1,16 +1,37 @@
 # Everything a fresh machine with python3 and make needs: `make test`, `make demo`, `make bench`.
+#
+# Dependencies install from uv.lock, never from whatever is newest: a fresh clone on any later date gets
+# the same versions. uv itself is pinned and installed with pip into .tools/. `make lock` refreshes the
+# lock after a change to pyproject.toml (keeping every other pin), `make lock-upgrade` moves all pins
+# forward on purpose, and `make lock-check` (run by CI) fails when the lock is stale against pyproject.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := .tools
+UV_VERSION := 0.13.9
+UV := $(TOOLS)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install test lint typecheck demo bench clean redis-server
+.PHONY: install test lint typecheck demo bench clean redis-server lock lock-upgrade lock-check
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[langchain,llama-index,testing,demo,redis,cookbook,dev]"
+$(UV):
+	$(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --all-extras --python $(PY)
 	@touch $(STAMP)
+
+lock: | $(UV)
+	$(UV) lock --python $(PY)
+
+lock-upgrade: | $(UV)
+	$(UV) lock --upgrade --python $(PY)
+
+lock-check: | $(UV)
+	@$(UV) lock --check --python $(PY) || { echo "uv.lock is stale against pyproject.toml: run 'make lock' and commit uv.lock"; exit 1; }
 
 install: $(STAMP)
 
@@ -36,14 +57,8 @@ test: lint typecheck redis-server $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m cache_integrations.demo
 
-BENCH_STAMP := $(VENV)/.installed-bench
-
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
-	@touch $(BENCH_STAMP)
-
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -257,7 +257,7 @@ class PriceBook:
         from genai_prices.data_snapshot import get_snapshot
 
         snapshot = get_snapshot()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for provider_id in providers or (None,):
             try:
                 _, info = snapshot.find_provider_model(bare, None, provider_id, None)

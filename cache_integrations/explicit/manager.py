@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
@@ -175,7 +175,7 @@ class CacheUse:
         return {
             "name": self.name,
             "tokens": self.tokens,
-            "expire_time": datetime.fromtimestamp(self.expire_at, timezone.utc).isoformat(),
+            "expire_time": datetime.fromtimestamp(self.expire_at, UTC).isoformat(),
             "created": self.created,
             "extended": self.extended,
             "recovered": self.recovered,
@@ -274,7 +274,7 @@ class CacheHandle:
 
     @property
     def expire_time(self) -> datetime:
-        return datetime.fromtimestamp(self._current().expire_at, timezone.utc)
+        return datetime.fromtimestamp(self._current().expire_at, UTC)
 
     def __repr__(self) -> str:
         expires = self.expire_time.isoformat()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import AliasChoices, Field, SecretStr, model_validator
-from typing_extensions import Self
 
 from ..clients import glm_client
 from ..providers.glm import GLM_BASE_URL, glm_options

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import AliasChoices, Field, SecretStr, model_validator
-from typing_extensions import Self
 
 from ..clients import gemini_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager

@@ -25,7 +25,7 @@ import mimetypes
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
@@ -176,7 +176,7 @@ def format_ttl(ttl_seconds: float) -> str:
 def _format_time(value: datetime, what: str) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidRequestError(f"{what}: a timezone-aware datetime is required, got the naive {value!r}")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _image_part(part: ImagePart, where: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -585,11 +585,9 @@ def test_ttl_and_timestamp_formats() -> None:
         "1.000000001s",
     ]
     ts = parse_timestamp("2026-05-28T14:47:16.701652823Z")
-    assert ts == datetime(2026, 5, 28, 14, 47, 16, 701652, tzinfo=timezone.utc)
+    assert ts == datetime(2026, 5, 28, 14, 47, 16, 701652, tzinfo=UTC)
     assert parse_timestamp("2026-05-28T14:45:17Z").microsecond == 0
-    assert parse_timestamp("2026-05-28T16:45:17.5+02:00") == datetime(
-        2026, 5, 28, 14, 45, 17, 500000, tzinfo=timezone.utc
-    )
+    assert parse_timestamp("2026-05-28T16:45:17.5+02:00") == datetime(2026, 5, 28, 14, 45, 17, 500000, tzinfo=UTC)
     with pytest.raises(ValueError):
         parse_timestamp("yesterday")
     assert cached_content_name("abc") == cached_content_name("cachedContents/abc") == "cachedContents/abc"
@@ -821,7 +819,7 @@ async def test_cached_contents_lifecycle(provider: GeminiProvider, emu: Emulator
     patched = provider.update_cached_content(created.name, ttl_seconds=3600)
     assert patched.expire_time - created.create_time == timedelta(seconds=3660)
     assert patched.update_time > created.update_time
-    target = datetime.fromtimestamp(clock.time(), timezone.utc) + timedelta(hours=2)
+    target = datetime.fromtimestamp(clock.time(), UTC) + timedelta(hours=2)
     patched = await provider.aupdate_cached_content(created.name, expire_time=target)
     assert patched.expire_time == target
     with pytest.raises(InvalidRequestError, match="exactly one"):
