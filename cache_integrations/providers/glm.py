@@ -177,7 +177,13 @@ def encode_request(request: ChatRequest, *, stream: bool, layout: bool = True) -
         params["response_format"] = request.response_format
     if stream:
         params["stream"] = True
+        # Every recorded GLM / Z.ai stream request sends this; OpenAI-compatible servers send no usage
+        # on a stream without it, and a stream without usage would report its cached tokens as unknown.
+        params["stream_options"] = {"include_usage": True}
     for key, value in request.extra.items():
+        if key == "stream_options" and stream and isinstance(value, Mapping):
+            params[key] = {**params[key], **value}
+            continue
         if key in params or key in ("model", "messages", "tools"):
             raise InvalidRequestError(f"extra body field {key!r} collides with a field this client sets")
         params[key] = value

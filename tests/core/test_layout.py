@@ -94,6 +94,7 @@ def test_body_is_valid_json_with_all_parameters() -> None:
         "max_tokens": 50,
         "stop": ["END"],
         "stream": True,
+        "stream_options": {"include_usage": True},
         "thinking": {"type": "disabled"},
     }
 
@@ -145,3 +146,11 @@ def test_first_seen_order_keeps_sent_items_in_place_when_the_retrieved_set_varie
     assert order(["d1", "d3", "d7"]) == ["d7", "d3", "d1"]
     assert stable_order(["d1", "d3", "d7"], key=lambda d: d)[0] == "d1"  # sorting by id would move it first
     assert order(["d3", "d3", "d9"]) == ["d3", "d9"]  # duplicates kept once; the known one first
+
+
+def test_stream_asks_for_usage_and_merges_the_callers_stream_options() -> None:
+    req = ChatRequest(model="glm-4.7", messages=(Message("user", "hi"),))
+    assert json.loads(encode_request(req, stream=True).body)["stream_options"] == {"include_usage": True}
+    assert "stream_options" not in json.loads(encode_request(req, stream=False).body)
+    own = ChatRequest(model="glm-4.7", messages=(Message("user", "hi"),), extra={"stream_options": {"x": 1}})
+    assert json.loads(encode_request(own, stream=True).body)["stream_options"] == {"include_usage": True, "x": 1}
