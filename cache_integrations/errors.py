@@ -43,9 +43,21 @@ class InvalidRequestError(CacheIntegrationsError, ValueError):
 class ProviderConnectionError(CacheIntegrationsError):
     """The provider could not be reached (connect error, timeout) after all retries."""
 
-    def __init__(self, message: str, *, provider: str) -> None:
+    def __init__(self, message: str, *, provider: str, maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.provider = provider
+        self.maybe_sent = maybe_sent
+        """True when the request may have reached the provider before the connection failed (a read
+        timeout, a reset after sending): a non-idempotent request (creating a cache) may have taken effect."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_connection_error, (type(self), str(self), self.provider, self.maybe_sent))
+
+
+def _rebuild_connection_error(
+    cls: type[ProviderConnectionError], message: str, provider: str, maybe_sent: bool
+) -> ProviderConnectionError:
+    return cls(message, provider=provider, maybe_sent=maybe_sent)
 
 
 class ProviderError(CacheIntegrationsError):

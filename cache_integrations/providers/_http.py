@@ -69,6 +69,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 # httpcore writes a request's headers and body in separate sends; with Nagle's algorithm on, the body
 # can wait for the peer's delayed ACK of the headers (~40 ms). urllib3 and curl disable Nagle too.
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+# Transport failures that happen before a request's first byte is sent: always safe to retry.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,40 +221,78 @@ class HTTPProvider:
             return None
         return self.retry.delay(attempt, parse_retry_after(headers) if headers is not None else None)
 
-    def _connection_error(self, exc: httpx.TransportError, *, interrupted: bool = False) -> ProviderConnectionError:
+    def _connection_error(
+        self, exc: httpx.TransportError, *, interrupted: bool = False, attempts: int | None = None
+    ) -> ProviderConnectionError:
+        maybe_sent = not isinstance(exc, _NOT_SENT)
         if interrupted:
             what = f"the stream from {self.base_url} was interrupted ({type(exc).__name__})"
         else:
-            what = (
-                f"could not reach {self.base_url} ({type(exc).__name__}) after {self.retry.max_retries + 1} attempt(s)"
-            )
-        return ProviderConnectionError(f"{self.provider}: {what}", provider=self.provider)
+            tries = self.retry.max_retries + 1 if attempts is None else attempts
+            what = f"could not reach {self.base_url} ({type(exc).__name__}) after {tries} attempt(s)"
+        return ProviderConnectionError(f"{self.provider}: {what}", provider=self.provider, maybe_sent=maybe_sent)
+
+    def _transport_retry_delay(self, exc: httpx.TransportError, attempt: int, idempotent: bool) -> float | None:
+        """Backoff before retrying after a transport error; None when the failure is final.
+
+        A non-idempotent request (creating a resource) is retried only when it certainly never left
+        this process (connect errors, pool timeouts): after a read timeout or a reset it may have
+        taken effect, and the caller must find out before sending it again.
+        """
+        if not idempotent and not isinstance(exc, _NOT_SENT):
+            return None
+        return self._retry_delay(None, None, attempt)
+
+    def _status_retry_delay(
+        self, error: ProviderError, headers: Mapping[str, str], attempt: int, idempotent: bool
+    ) -> float | None:
+        # A 429 was refused before any work; a 5xx on a non-idempotent request is ambiguous.
+        if not idempotent and error.status_code != 429:
+            return None
+        return self._retry_delay(error, headers, attempt)
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        *,
+        idempotent: bool = True,
     ) -> Any:
-        """Send a request and return the decoded JSON body, retrying what is worth retrying."""
+        """Send a request and return the decoded JSON body, retrying what is worth retrying.
+
+        With ``idempotent=False`` (creating a resource) only failures that certainly happened before
+        the request was sent, and 429s, are retried; anything ambiguous raises at once, a connection
+        error with ``maybe_sent=True``.
+        """
         client = self._sync_client()
         attempt = 0
         while True:
             try:
                 resp = client.request(method, self._url(path), content=body, headers=self._headers, params=params)
             except httpx.TransportError as exc:
-                delay = self._retry_delay(None, None, attempt)
+                delay = self._transport_retry_delay(exc, attempt, idempotent)
                 if delay is None:
-                    raise self._connection_error(exc) from exc
+                    raise self._connection_error(exc, attempts=attempt + 1) from exc
             else:
                 if resp.status_code < 400:
                     return resp.json() if resp.content else {}
                 error = self.error_from_response(resp.status_code, resp.headers, resp.content)
-                delay = self._retry_delay(error, resp.headers, attempt)
+                delay = self._status_retry_delay(error, resp.headers, attempt, idempotent)
                 if delay is None:
                     raise error
             time.sleep(delay)
             attempt += 1
 
     async def arequest(
-        self, method: str, path: str, body: bytes | None = None, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        *,
+        idempotent: bool = True,
     ) -> Any:
         client = self._async_client()
         attempt = 0
@@ -260,14 +300,14 @@ class HTTPProvider:
             try:
                 resp = await client.request(method, self._url(path), content=body, headers=self._headers, params=params)
             except httpx.TransportError as exc:
-                delay = self._retry_delay(None, None, attempt)
+                delay = self._transport_retry_delay(exc, attempt, idempotent)
                 if delay is None:
-                    raise self._connection_error(exc) from exc
+                    raise self._connection_error(exc, attempts=attempt + 1) from exc
             else:
                 if resp.status_code < 400:
                     return resp.json() if resp.content else {}
                 error = self.error_from_response(resp.status_code, resp.headers, resp.content)
-                delay = self._retry_delay(error, resp.headers, attempt)
+                delay = self._status_retry_delay(error, resp.headers, attempt, idempotent)
                 if delay is None:
                     raise error
             await asyncio.sleep(delay)
@@ -294,7 +334,7 @@ class HTTPProvider:
             except httpx.TransportError as exc:
                 delay = None if started else self._retry_delay(None, None, attempt)
                 if delay is None:
-                    raise self._connection_error(exc, interrupted=started) from exc
+                    raise self._connection_error(exc, interrupted=started, attempts=attempt + 1) from exc
             time.sleep(delay)
             attempt += 1
 
@@ -322,6 +362,6 @@ class HTTPProvider:
             except httpx.TransportError as exc:
                 delay = None if started else self._retry_delay(None, None, attempt)
                 if delay is None:
-                    raise self._connection_error(exc, interrupted=started) from exc
+                    raise self._connection_error(exc, interrupted=started, attempts=attempt + 1) from exc
             await asyncio.sleep(delay)
             attempt += 1

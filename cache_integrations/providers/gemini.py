@@ -931,7 +931,7 @@ class GeminiProvider(HTTPProvider):
         body = encode_cache_create(
             request, cached_messages=cached_messages, ttl_seconds=ttl_seconds, display_name=display_name, layout=layout
         )
-        return parse_cached_content(self.request("POST", _CACHES_PATH, body))
+        return parse_cached_content(self.request("POST", _CACHES_PATH, body, idempotent=False))
 
     async def acreate_cached_content(
         self,
@@ -945,7 +945,7 @@ class GeminiProvider(HTTPProvider):
         body = encode_cache_create(
             request, cached_messages=cached_messages, ttl_seconds=ttl_seconds, display_name=display_name, layout=layout
         )
-        return parse_cached_content(await self.arequest("POST", _CACHES_PATH, body))
+        return parse_cached_content(await self.arequest("POST", _CACHES_PATH, body, idempotent=False))
 
     def get_cached_content(self, name: str) -> CachedContent:
         return parse_cached_content(self.request("GET", cached_content_name(name)))
