@@ -234,3 +234,22 @@ def test_unpriced_model_prints_na_instead_of_a_price(tmp_path: Path, capsys: pyt
 def test_prompts_have_the_sizes_the_scenario_promises() -> None:
     assert 2_000 <= count_tokens(SUPPORT_SYSTEM_PROMPT) <= 4_000
     assert 6_000 <= count_tokens(SPEC_SYSTEM_PROMPT) <= 10_000
+
+
+def test_missing_optional_dependency_stops_the_demo_before_any_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_matplotlib(name: str, *args: Any, **kwargs: Any) -> Any:
+        return None if name == "matplotlib" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_matplotlib)
+    emu = Emulator(clock=FakeClock())
+    code, _, err = _run(tmp_path, capsys, emulator=emu)
+    assert code == 2
+    assert "matplotlib (the cost plot)" in err and "cache-integrations[demo]" in err
+    assert emu.counters.requests_total == 0
+    assert not (tmp_path / "cost.png").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -176,13 +177,31 @@ def _write_outputs(out: Path, scenario: Scenario, backend: Backend, model: str, 
     return [plot, table]
 
 
+# What the demo imports after its calls (the plot) or only to serve the emulator: checked up front, so a
+# missing optional dependency stops the demo before it makes (and bills) any call.
+_DEPENDENCIES = {"matplotlib": "the cost plot", "uvicorn": "the emulator's loopback server"}
+
+
+def missing_dependencies() -> list[str]:
+    """The demo's optional dependencies that are not installed, each with what needs it."""
+    return [f"{name} ({why})" for name, why in _DEPENDENCIES.items() if importlib.util.find_spec(name) is None]
+
+
 def main(argv: Sequence[str] | None = None, *, emulator: Emulator | None = None) -> int:
-    """Run the demo; 0 on success, 1 when a provider (or the output directory) fails.
+    """Run the demo; 0 on success, 1 when a provider (or the output directory) fails, 2 when an optional
+    dependency is missing (checked before any call).
 
     ``emulator`` serves the providers that have no API key (default: a fresh `Emulator` on a fixed
     clock); pass one to inspect what the demo did to it.
     """
     args = _parse_args(argv)
+    if missing := missing_dependencies():
+        print(
+            f"error: the demo needs {', '.join(missing)}. Install them with: "
+            'pip install "cache-integrations[demo]" (or run `make demo`, which does)',
+            file=sys.stderr,
+        )
+        return 2
     handler = LabellingUsageHandler()
     try:
         with open_backend(args.model, emulator) as backend:
