@@ -32,8 +32,10 @@ __all__ = [
     "apply_layout",
     "canonical_json",
     "fingerprint_chain",
+    "layout_order",
     "stable_order",
     "stable_prefix_length",
+    "tool_order",
 ]
 
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -53,21 +55,31 @@ def apply_layout(request: ChatRequest) -> ChatRequest:
     Nothing is dropped or rewritten: the result holds the same messages and tools.
     """
     messages = request.messages
-    first_other = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
-    if any(m.role == "system" for m in messages[first_other:]):
-        system = tuple(m for m in messages if m.role == "system")
-        messages = system + tuple(m for m in messages if m.role != "system")
+    order = layout_order(messages)
+    if order != tuple(range(len(messages))):
+        messages = tuple(messages[i] for i in order)
     tools = request.tools
     if len(tools) > 1:
-        tools = tuple(sorted(tools, key=_tool_key))
+        tools = tuple(tools[i] for i in tool_order(tools))
         _check_unique_tool_names(tools)
     if messages is request.messages and tools is request.tools:
         return request
     return replace(request, messages=messages, tools=tools)
 
 
-def _tool_key(tool: ToolDefinition) -> str:
-    return tool.name
+def layout_order(messages: Sequence[Message]) -> tuple[int, ...]:
+    """Indices of `messages` in the cache-friendly order: system messages first (keeping their relative
+    order), then the others as they were. Adapters of foreign models reorder the caller's own objects by it."""
+    first_other = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+    if not any(m.role == "system" for m in messages[first_other:]):
+        return tuple(range(len(messages)))
+    system = [i for i, m in enumerate(messages) if m.role == "system"]
+    return (*system, *(i for i, m in enumerate(messages) if m.role != "system"))
+
+
+def tool_order(tools: Sequence[ToolDefinition]) -> tuple[int, ...]:
+    """Indices of `tools` ordered by name (stable for equal names)."""
+    return tuple(sorted(range(len(tools)), key=lambda i: tools[i].name))
 
 
 def _check_unique_tool_names(tools: Sequence[ToolDefinition]) -> None:

@@ -1,0 +1,109 @@
+"""`PromptCachingMiddleware`: prompt caching for LangChain v1 agents, whatever their model.
+
+    from langchain.agents import create_agent
+    from cache_integrations.langchain import PromptCachingMiddleware
+
+    agent = create_agent(model, tools, middleware=[PromptCachingMiddleware()])
+
+Every model call of the agent goes through the caching strategy of the model's provider (detected from its
+class, `_get_ls_params()` and base URL): OpenAI gets a `prompt_cache_key` per thread and tools in a fixed
+order, Anthropic gets breakpoints, Gemini an explicit cache; unknown models keep their request apart from the
+tool order, with one debug line. This package's own models (`ChatGLM`, `ChatGemini`) and models already
+wrapped with `with_prompt_caching` are passed through: they cache by themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from ..errors import ConfigurationError
+from ._base import CachingChatModel
+from ._foreign import CachingCoordinator, ForeignCall, PreparedCall, session_from_metadata
+from .caching import PromptCachingChatModel
+
+try:
+    from langchain.agents.middleware.types import AgentMiddleware, ModelRequest, ModelResponse
+except ImportError as exc:  # pragma: no cover - the langchain extra is missing
+    raise ImportError(
+        "PromptCachingMiddleware needs the `langchain` package (LangChain v1 agents): pip install langchain"
+    ) from exc
+
+__all__ = ["PromptCachingMiddleware"]
+
+
+def _thread_session() -> str | None:
+    """The agent run's thread / session id, from the LangGraph config of the running node."""
+    try:
+        from langgraph.config import get_config
+
+        config = get_config()
+    except (ImportError, RuntimeError):
+        return None
+    configurable = config.get("configurable") or {}
+    return session_from_metadata(configurable) or session_from_metadata(config.get("metadata"))
+
+
+def _response_message(response: Any) -> BaseMessage | None:
+    if isinstance(response, AIMessage):
+        return response
+    result = getattr(response, "result", None) or ()
+    return next((m for m in reversed(result) if isinstance(m, AIMessage)), None)
+
+
+class PromptCachingMiddleware(AgentMiddleware):
+    """Applies the model provider's prompt-caching strategy to every model call of a LangChain v1 agent.
+
+    Options are those of `with_prompt_caching` (`prompt_cache_key`, `retention`, `prompt_cache_options`,
+    `layout`, and the Anthropic / Gemini options).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+        if "warmup" in options:
+            raise ConfigurationError("PromptCachingMiddleware: `warmup` applies to batches; use with_prompt_caching")
+        self._coordinator = CachingCoordinator(**options)
+
+    @property
+    def coordinator(self) -> CachingCoordinator:
+        return self._coordinator
+
+    def _prepare(self, request: ModelRequest) -> tuple[PreparedCall | None, ModelRequest]:
+        if isinstance(request.model, CachingChatModel | PromptCachingChatModel):
+            return None, request  # caches by itself
+        system = (request.system_message,) if request.system_message is not None else ()
+        call = ForeignCall(
+            system, tuple(request.messages), tuple(request.tools), dict(request.model_settings), _thread_session()
+        )
+        prepared = self._coordinator.prepare(request.model, call)
+        out = prepared.call
+        overrides: dict[str, Any] = {}
+        if out.tools != call.tools:
+            overrides["tools"] = list(out.tools)
+        if out.settings != call.settings:
+            overrides["model_settings"] = dict(out.settings)
+        if out.system != call.system:
+            overrides["system_message"] = out.system[0] if out.system else None
+        if out.messages != call.messages:
+            overrides["messages"] = list(out.messages)
+        return prepared, request.override(**overrides) if overrides else request
+
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelResponse | AIMessage:
+        prepared, request = self._prepare(request)
+        response = handler(request)
+        if prepared is not None:
+            self._coordinator.observe(prepared, _response_message(response))
+        return response
+
+    async def awrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
+    ) -> ModelResponse | AIMessage:
+        prepared, request = self._prepare(request)
+        response = await handler(request)
+        if prepared is not None:
+            self._coordinator.observe(prepared, _response_message(response))
+        return response
