@@ -19,20 +19,18 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from ..errors import ConfigurationError, InvalidRequestError
+from ..errors import InvalidRequestError
 from ..layout import canonical_json
 from ..messages import ChatRequest, Message, ToolCall, ToolDefinition
 from ..strategies import (
-    PROVIDERS,
     CachePlan,
-    CachingStrategy,
     CallContext,
     Provider,
+    StrategyBook,
     TokenEstimator,
+    message_chars,
     provider_from_hints,
-    strategy_for,
 )
-from ..usage import Usage
 from ._convert import messages_from_langchain, tool_from_langchain, usage_from_langchain
 
 __all__ = [
@@ -138,8 +136,6 @@ def _planning_tool(tool: Any) -> ToolDefinition:
 
 
 def _chars(request: ChatRequest) -> int:
-    from ..strategies import message_chars
-
     tools = sum(len(t.name) + len(t.description) + len(canonical_json(dict(t.parameters))) for t in request.tools)
     return tools + sum(message_chars(m) for m in request.messages)
 
@@ -147,39 +143,36 @@ def _chars(request: ChatRequest) -> int:
 class CachingCoordinator:
     """Plans and applies caching for one wrapped model or middleware; learns from reported usage.
 
-    Thread-safe: strategies are created once per provider and keep their own locks.
+    The framework-neutral part (a strategy per provider, the token estimator) is a core `StrategyBook`;
+    this class converts LangChain calls to neutral requests and applies plans back. Thread-safe.
     """
 
     def __init__(self, **options: Any) -> None:
-        self.layout: bool = bool(options.pop("layout", True))
-        forced = options.pop("provider", None)
-        if forced is not None and forced not in PROVIDERS:
-            raise ConfigurationError(f"provider: {forced!r} is not one of {list(PROVIDERS)}")
-        self.provider: Provider | None = forced
-        self.options = dict(options)
-        self.estimator = TokenEstimator()
-        self._strategies: dict[str, CachingStrategy] = {}
-        self._lock = threading.Lock()
+        self.book = StrategyBook(**options)
         self._announced: set[str] = set()
+        self._lock = threading.Lock()
 
-    def strategy(self, provider: Provider) -> CachingStrategy:
-        with self._lock:
-            strategy = self._strategies.get(provider)
-            if strategy is None:
-                strategy = self._strategies[provider] = strategy_for(provider, **self.options)
-            return strategy
+    @property
+    def provider(self) -> Provider | None:
+        """The provider the caller forced, if any (else each call's model is inspected)."""
+        return self.book.provider
+
+    @property
+    def estimator(self) -> TokenEstimator:
+        return self.book.estimator
 
     def _announce(self, provider: str, model: BaseChatModel) -> None:
-        if provider not in self._announced:
+        with self._lock:
+            if provider in self._announced:
+                return
             self._announced.add(provider)
-            if provider == "unknown":
-                logger.debug(
-                    "prompt caching: no strategy for %s; applying the cache-friendly layout only",
-                    type(model).__name__,
-                )
+        if provider == "unknown":
+            logger.debug(
+                "prompt caching: no strategy for %s; applying the cache-friendly layout only", type(model).__name__
+            )
 
     def prepare(self, model: BaseChatModel, call: ForeignCall) -> PreparedCall:
-        provider = self.provider or detect_provider(model)
+        provider = self.book.provider or detect_provider(model)
         self._announce(provider, model)
         name = str(call.settings.get("model") or _model_name(model))
         messages = (*call.system, *call.messages)
@@ -189,9 +182,9 @@ class CachingCoordinator:
             tools=tuple(_planning_tool(t) for t in call.tools),
         )
         context = CallContext(provider=provider, model=name, session=call.session)
-        if not self.layout:
+        plan = self.book.plan(request, context)
+        if plan is None:
             return PreparedCall(call, request, context, None, _chars(request))
-        plan = self.strategy(provider).plan(request, context)
         applied = _apply(call, plan)
         specific = PROVIDER_APPLIERS.get(provider)
         if specific is not None:
@@ -199,13 +192,9 @@ class CachingCoordinator:
         return PreparedCall(applied, request, context, plan, _chars(request))
 
     def observe(self, prepared: PreparedCall, message: BaseMessage | None) -> None:
-        usage: Usage | None = None
         meta = getattr(message, "usage_metadata", None)
-        if meta:
-            usage = usage_from_langchain(meta, getattr(message, "response_metadata", None))
-            self.estimator.calibrate(prepared.context.model, prepared.chars, usage.input_tokens)
-        if prepared.plan is not None:
-            self.strategy(prepared.context.provider).observe(prepared.request, prepared.context, prepared.plan, usage)
+        usage = usage_from_langchain(meta, getattr(message, "response_metadata", None)) if meta else None
+        self.book.observe(prepared.request, prepared.context, prepared.plan, usage, prepared.chars)
 
 
 PROVIDER_APPLIERS: dict[str, Callable[[ForeignCall, CachePlan], ForeignCall]] = {}

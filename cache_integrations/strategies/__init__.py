@@ -11,8 +11,11 @@ Framework adapters (`cache_integrations.langchain.with_prompt_caching`, `PromptC
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from ..messages import ChatRequest
+from ..usage import Usage
 from .base import (
     PROVIDERS,
     Breakpoint,
@@ -36,6 +39,7 @@ __all__ = [
     "CallContext",
     "ImplicitPrefixStrategy",
     "Provider",
+    "StrategyBook",
     "TokenEstimator",
     "WarmupPlan",
     "message_chars",
@@ -53,3 +57,45 @@ def strategy_for(provider: Provider, **options: Any) -> CachingStrategy:
     """
     implicit = {k: options[k] for k in ("prompt_cache_key", "retention", "prompt_cache_options") if k in options}
     return ImplicitPrefixStrategy(**implicit)
+
+
+class StrategyBook:
+    """The strategies one wrapped model or middleware uses, one per provider, with what they learn.
+
+    Both frameworks' adapters hold one: `plan` picks the provider's strategy (or the caller's forced
+    `provider`) and `observe` feeds reported usage back (the token estimator's calibration, Anthropic's
+    breakpoint memory, ...). Thread-safe.
+    """
+
+    def __init__(self, *, provider: str | None = None, layout: bool = True, **options: Any) -> None:
+        from ..errors import ConfigurationError
+
+        if provider is not None and provider not in PROVIDERS:
+            raise ConfigurationError(f"provider: {provider!r} is not one of {list(PROVIDERS)}")
+        self.provider: Provider | None = provider  # type: ignore[assignment]
+        self.layout = bool(layout)
+        self.options = options
+        self.estimator = TokenEstimator()
+        self._strategies: dict[str, CachingStrategy] = {}
+        self._lock = threading.Lock()
+
+    def strategy(self, provider: Provider) -> CachingStrategy:
+        with self._lock:
+            strategy = self._strategies.get(provider)
+            if strategy is None:
+                strategy = self._strategies[provider] = strategy_for(provider, **self.options)
+            return strategy
+
+    def plan(self, request: ChatRequest, context: CallContext) -> CachePlan | None:
+        """The plan for a call, or None when the layout step is off."""
+        if not self.layout:
+            return None
+        return self.strategy(context.provider).plan(request, context)
+
+    def observe(
+        self, request: ChatRequest, context: CallContext, plan: CachePlan | None, usage: Usage | None, chars: int
+    ) -> None:
+        if usage is not None:
+            self.estimator.calibrate(context.model, chars, usage.input_tokens)
+        if plan is not None:
+            self.strategy(context.provider).observe(request, context, plan, usage)
