@@ -1,5 +1,7 @@
 """Per-provider caching strategies: what to change in a neutral request so the provider's cache serves it.
 
+- `AnthropicBreakpointStrategy`: at most four `cache_control` breakpoints (system prompt, the request's end, the
+  previous request's end past the 20-block lookback), above the model's minimum, with a TTL by expected reuse;
 - `ImplicitPrefixStrategy` (OpenAI, DeepSeek, Qwen, GLM, vLLM / SGLang / llama.cpp): the cache-friendly layout,
   plus OpenAI's `prompt_cache_key` and retention;
 - batch warm-up (`plan_warmup`): one request of a cold shared prefix first, the rest after it.
@@ -16,6 +18,7 @@ from typing import Any
 
 from ..messages import ChatRequest
 from ..usage import Usage
+from .anthropic import ANTHROPIC_MIN_CACHEABLE_TOKENS, AnthropicBreakpointStrategy, anthropic_min_tokens
 from .base import (
     PROVIDERS,
     Breakpoint,
@@ -31,8 +34,10 @@ from .implicit import ImplicitPrefixStrategy, prompt_cache_key_for
 from .warmup import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
 
 __all__ = [
+    "ANTHROPIC_MIN_CACHEABLE_TOKENS",
     "MIN_CACHEABLE_TOKENS",
     "PROVIDERS",
+    "AnthropicBreakpointStrategy",
     "Breakpoint",
     "CachePlan",
     "CachingStrategy",
@@ -42,6 +47,7 @@ __all__ = [
     "StrategyBook",
     "TokenEstimator",
     "WarmupPlan",
+    "anthropic_min_tokens",
     "message_chars",
     "plan_warmup",
     "prompt_cache_key_for",
@@ -50,13 +56,21 @@ __all__ = [
 ]
 
 
-def strategy_for(provider: Provider, **options: Any) -> CachingStrategy:
+_IMPLICIT_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options")
+_ANTHROPIC_OPTIONS = ("ttl", "min_tokens")
+
+
+def strategy_for(provider: Provider, *, estimator: TokenEstimator | None = None, **options: Any) -> CachingStrategy:
     """The strategy for `provider`, configured with the options that apply to it.
 
-    Options: `prompt_cache_key`, `retention`, `prompt_cache_options` (implicit / OpenAI).
+    Implicit / OpenAI: `prompt_cache_key`, `retention`, `prompt_cache_options`. Anthropic: `ttl`
+    (``"auto"``, ``"5m"``, ``"1h"``), `min_tokens` (model -> minimum cacheable tokens). Options meant for
+    other providers are ignored, so one set of options serves a middleware whatever the model.
     """
-    implicit = {k: options[k] for k in ("prompt_cache_key", "retention", "prompt_cache_options") if k in options}
-    return ImplicitPrefixStrategy(**implicit)
+    if provider == "anthropic":
+        anthropic = {k: options[k] for k in _ANTHROPIC_OPTIONS if k in options}
+        return AnthropicBreakpointStrategy(estimator=estimator, **anthropic)
+    return ImplicitPrefixStrategy(**{k: options[k] for k in _IMPLICIT_OPTIONS if k in options})
 
 
 class StrategyBook:
@@ -83,7 +97,7 @@ class StrategyBook:
         with self._lock:
             strategy = self._strategies.get(provider)
             if strategy is None:
-                strategy = self._strategies[provider] = strategy_for(provider, **self.options)
+                strategy = self._strategies[provider] = strategy_for(provider, estimator=self.estimator, **self.options)
             return strategy
 
     def plan(self, request: ChatRequest, context: CallContext) -> CachePlan | None:
