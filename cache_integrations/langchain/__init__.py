@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .caching import PromptCachingChatModel, with_prompt_caching
 from .callbacks import CacheUsageCallbackHandler, get_cache_usage_callback
 from .chat_models import ChatGLM
+from .factory import init_chat_model
 from .gemini import ChatGemini, PinnedContext
 from .lint import lint_prompt
 
@@ -21,6 +22,7 @@ __all__ = [
     "PromptCachingChatModel",
     "PromptCachingMiddleware",
     "get_cache_usage_callback",
+    "init_chat_model",
     "lint_prompt",
     "with_prompt_caching",
 ]
