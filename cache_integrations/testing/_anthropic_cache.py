@@ -2,8 +2,10 @@
 
 Sources (read 2026-11-30):
 
-* platform.claude.com/docs/en/build-with-claude/prompt-caching ("Prompt caching"), summarised by
-  Anthropic's own skill file anthropics/skills ``skills/claude-api/shared/prompt-caching.md``.
+* platform.claude.com/docs/en/build-with-claude/prompt-caching ("Prompt caching": "How automatic
+  prefix checking works", "Automatic caching > Edge cases", "Cache limitations", "What invalidates the
+  cache", "Mixing different TTLs"), also summarised in Anthropic's skill file anthropics/skills
+  ``skills/claude-api/shared/prompt-caching.md``.
 * Error texts from real API answers quoted in public issues (each cited where it is used).
 
 The model, in the order a request is processed:
@@ -12,18 +14,21 @@ The model, in the order a request is processed:
    block per tool definition, per system block and per message content block (string content is one
    text block). Each block carries a chained digest of everything up to and including it, computed on
    the JSON as received with every ``cache_control`` removed (moving a marker is not an invalidator,
-   reordering keys is). ``tool_choice`` and ``thinking`` are folded in where the messages start: the
-   docs' invalidation table says changing them invalidates the messages cache but not tools/system.
+   reordering keys is). ``tool_choice``, ``thinking`` and ``output_config.effort`` are folded in where
+   the messages start and ``speed`` where the system starts: the docs' invalidation table says changing
+   them invalidates only those tiers and what follows.
 2. Breakpoints are the blocks carrying ``cache_control`` plus, with a top-level ``cache_control``
    (automatic caching), the last block that may carry one. At most 4 in all (the automatic one counts),
    and a ``ttl="1h"`` breakpoint may not follow a ``ttl="5m"`` one (400s with the real texts).
-3. Reads: each breakpoint checks its own position and the 19 before it ("walks backward at most 20
-   content blocks") for an entry an earlier request *wrote at a breakpoint*; entries exist only at
-   positions that were breakpoints. The furthest hit over all breakpoints is ``cache_read_input_tokens``.
+3. Reads: each breakpoint checks "at most 20 positions per breakpoint, counting the breakpoint itself as
+   the first" for an entry an earlier request *wrote at a breakpoint* ("Cache writes happen only at your
+   breakpoint"); "a run of consecutive ``tool_use`` blocks counts as one position, and so does a run of
+   consecutive ``tool_result`` blocks". The furthest hit over all breakpoints is
+   ``cache_read_input_tokens`` (position A of "Mixing different TTLs").
 4. Writes: every breakpoint past that hit whose prefix reaches the model's minimum cacheable length is
-   written; ``cache_creation_input_tokens`` is the span from the read point to the furthest written
-   breakpoint, split by the TTL of the breakpoint that closes each span. Below the minimum nothing is
-   written and nothing fails ("shorter prefixes silently won't cache").
+   written; ``cache_creation_input_tokens`` is the span from A to the last written breakpoint (C), the
+   part up to the last 1h breakpoint (B) billed as 1h and the rest as 5m. Below the minimum nothing is
+   written and nothing fails ("no error is returned"; both counters 0).
 5. An entry lives 5 minutes or 1 hour from its last use (a read refreshes it at no cost) and is readable
    as soon as the writing request is answered (the docs: once the first response begins), which in the
    emulator is immediately, even for a stream that is later cut.
@@ -141,7 +146,11 @@ class Block:
     cache_control: Any
     """The block's ``cache_control`` as sent (``None`` when absent)."""
     eligible: bool
-    """Whether automatic caching may place its breakpoint here (thinking blocks may not)."""
+    """Whether automatic caching may place its breakpoint here (not thinking or empty text blocks)."""
+    run: str | None = None
+    """``tool_use`` / ``tool_result``: consecutive blocks of one such type are one lookback position."""
+    kind: str = "text"
+    """The block's ``type``."""
 
 
 @dataclass(frozen=True)
@@ -223,13 +232,24 @@ def content_blocks(content: Any) -> list[Any]:
     return []
 
 
+def _eligible(block: Any) -> bool:
+    """Thinking blocks and empty text blocks cannot be cached (docs: "What cannot be cached")."""
+    if not isinstance(block, Mapping):
+        return True
+    kind = block.get("type")
+    if kind in ("thinking", "redacted_thinking"):
+        return False
+    return not (kind == "text" and not block.get("text"))
+
+
 def flatten(body: Mapping[str, Any], tokenizer: Tokenizer) -> tuple[list[Block], int]:
     """The request's blocks in prefix order and the total prompt tokens (blocks + generation marker)."""
     blocks: list[Block] = []
     chain = hashlib.blake2b(str(body.get("model", "")).encode(), digest_size=16).digest()
+    salt = ""  # request settings rendered ahead of the next block
 
-    def add(path: str, header: str | None, block: Any, cache_control: Any, eligible: bool, salt: str = "") -> None:
-        nonlocal chain
+    def add(path: str, header: str | None, block: Any, cache_control: Any, eligible: bool, run: str | None) -> None:
+        nonlocal chain, salt
         text = block_text(block)
         tokens = tokenizer.count(text) + (tokenizer.count(header) if header else 0)
         wire = json.dumps(_strip(block), ensure_ascii=False, separators=(",", ":"))
@@ -237,21 +257,26 @@ def flatten(body: Mapping[str, Any], tokenizer: Tokenizer) -> tuple[list[Block],
         for part in (salt, header or "", wire):
             h.update(part.encode("utf-8", "surrogatepass"))
             h.update(b"\x00")
-        chain = h.digest()
-        blocks.append(Block(path, tokens, chain, cache_control, eligible))
+        chain, salt = h.digest(), ""
+        kind = str(block.get("type", "")) if isinstance(block, Mapping) else "text"
+        blocks.append(Block(path, tokens, chain, cache_control, eligible, run, kind))
 
     tools = body.get("tools")
     if isinstance(tools, list):
         for i, tool in enumerate(tools):
             control = tool.get("cache_control") if isinstance(tool, Mapping) else None
-            add(f"tools.{i}", "<|tools|>" if i == 0 else None, tool, control, True)
+            add(f"tools.{i}", "<|tools|>" if i == 0 else None, tool, control, True, None)
+    if body.get("speed") not in (None, "standard"):
+        salt = f"speed={body.get('speed')}"
     system = body.get("system")
     system_blocks = content_blocks(system) if system not in (None, "") else []
     for i, block in enumerate(system_blocks):
         control = block.get("cache_control") if isinstance(block, Mapping) else None
-        add(f"system.{i}", "<|system|>" if i == 0 else None, block, control, True)
-    salt = json.dumps(
-        {"tool_choice": body.get("tool_choice"), "thinking": body.get("thinking")},
+        add(f"system.{i}", "<|system|>" if i == 0 else None, block, control, _eligible(block), None)
+    output_config = body.get("output_config")
+    effort = output_config.get("effort") if isinstance(output_config, Mapping) else None
+    salt += json.dumps(
+        {"tool_choice": body.get("tool_choice"), "thinking": body.get("thinking"), "effort": effort},
         ensure_ascii=False,
         sort_keys=True,
     )
@@ -261,20 +286,15 @@ def flatten(body: Mapping[str, Any], tokenizer: Tokenizer) -> tuple[list[Block],
         role = str(message.get("role", ""))
         for j, block in enumerate(content_blocks(message.get("content"))):
             control = None
-            eligible = True
+            run = None
             if isinstance(block, Mapping):
                 control = block.get("cache_control")
                 if control is None:
                     control = _nested_cache_control(block)
-                eligible = block.get("type") not in ("thinking", "redacted_thinking")
-            add(
-                f"messages.{m}.content.{j}",
-                f"<|{role}|>" if j == 0 else None,
-                block,
-                control,
-                eligible,
-                salt if (m == 0 and j == 0) else "",
-            )
+                if block.get("type") in ("tool_use", "tool_result"):
+                    run = str(block["type"])
+            header = f"<|{role}|>" if j == 0 else None
+            add(f"messages.{m}.content.{j}", header, block, control, _eligible(block), run)
     total = sum(b.tokens for b in blocks) + tokenizer.count(GENERATION_MARKER)
     return blocks, total
 
@@ -293,9 +313,27 @@ def _ttl_of(control: Any, path: str) -> Ttl:
     raise InvalidCacheControl(f"{where}.ttl: Input should be '5m' or '1h'")
 
 
+def _ineligible(block: Block) -> str:
+    return (
+        # Real text: "messages.29.content.0.text: cache_control cannot be set for empty text blocks"
+        # (a BadRequestError quoted in a public repository, 2026).
+        f"{block.path}.text: cache_control cannot be set for empty text blocks"
+        if block.kind == "text"
+        # Thinking blocks "cannot be cached directly with cache_control" (docs); wording assumed.
+        else f"{block.path}.cache_control: Extra inputs are not permitted"
+    )
+
+
 def plan_breakpoints(blocks: Sequence[Block], top_level: Any) -> list[Breakpoint]:
     """The request's breakpoints in prefix order, or ``InvalidCacheControl`` with the API's 400 text."""
-    explicit = [Breakpoint(i, _ttl_of(b.cache_control, b.path)) for i, b in enumerate(blocks) if b.cache_control]
+    explicit: list[Breakpoint] = []
+    for i, b in enumerate(blocks):
+        if b.cache_control is None:
+            continue
+        ttl = _ttl_of(b.cache_control, b.path)
+        if not b.eligible:
+            raise InvalidCacheControl(_ineligible(b))
+        explicit.append(Breakpoint(i, ttl))
     points = list(explicit)
     if top_level is not None:
         ttl = _ttl_of(top_level, "")
@@ -382,11 +420,18 @@ class BreakpointCache:
             ends.append(running)
         hit = -1
         for bp in breakpoints:
-            for j in range(bp.index, max(-1, bp.index - self.lookback), -1):
-                entry = self._alive((scope, blocks[j].digest), now)
+            positions = 0
+            for j in range(bp.index, -1, -1):
+                run = blocks[j].run
+                if j == bp.index or run is None or run != blocks[j + 1].run:
+                    positions += 1  # a run of tool_use (or tool_result) blocks is one position
+                    if positions > self.lookback:
+                        break
+                key = (scope, blocks[j].digest)
+                entry = self._alive(key, now)
                 if entry is not None:
                     entry.expires_at = now + entry.ttl  # a read refreshes the lifetime
-                    self._entries.move_to_end((scope, blocks[j].digest))
+                    self._entries.move_to_end(key)
                     hit = max(hit, j)
                     break
         read = ends[hit] if hit >= 0 else 0
