@@ -145,7 +145,7 @@ class Emulator:
     older GLM models did), ``api_keys`` (``None`` accepts any non-empty key).
 
     Caching: ``glm_rules`` / ``openai_rules`` / ``gemini_rules`` per endpoint, ``model_rules`` per model
-    name; ``max_implicit_entries`` bounds remembered prompts (oldest evicted first);
+    name; ``max_implicit_entries`` bounds remembered prompts (oldest evicted first; Anthropic entries: 4x);
     ``gemini_cache_min_tokens`` is the explicit-cache minimum (an int, or model -> int with ``"*"`` as
     the fallback); explicit caches live ``gemini_default_cache_ttl`` seconds unless told otherwise.
     Anthropic ``cache_control`` breakpoints follow Anthropic's rules (see ``_anthropic_cache``);
@@ -194,7 +194,7 @@ class Emulator:
         self.gemini_models: list[str] = ["gemini-2.0-flash", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash"]
         self.tokenizer = Tokenizer()
         self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
-        self._anthropic_cache = BreakpointCache(max_entries=max_implicit_entries)
+        self._anthropic_cache = BreakpointCache(max_entries=4 * max_implicit_entries)  # up to 4 per request
         self._lock = threading.RLock()
         self._seq = 0
         self._cache_seq = 0
@@ -503,10 +503,9 @@ class Emulator:
 
     @property
     def anthropic_cache_entries(self) -> int:
-        """Number of Anthropic prompt-cache entries (one per written breakpoint prefix), expired ones
-        included until a request looks them up."""
+        """Number of live Anthropic prompt-cache entries (one per written breakpoint prefix)."""
         with self._lock:
-            return len(self._anthropic_cache)
+            return self._anthropic_cache.alive(self.clock.monotonic())
 
     @property
     def counters(self) -> EmulatorCounters:

@@ -265,6 +265,33 @@ def test_bad_cache_control_values(sdk: anthropic.Anthropic) -> None:
         usage_of(sdk, messages=[empty])
 
 
+PNG_A = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+PNG_B = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+def image(data: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}, **extra}
+
+
+def test_breakpoints_on_image_and_tool_result_blocks(sdk: anthropic.Anthropic) -> None:
+    doc = {"type": "text", "text": words(1500)}
+    first = usage_of(sdk, messages=[{"role": "user", "content": [doc, image(PNG_A, cache_control=EPHEMERAL)]}])
+    same = usage_of(sdk, messages=[{"role": "user", "content": [doc, image(PNG_A, cache_control=EPHEMERAL)]}])
+    other = usage_of(sdk, messages=[{"role": "user", "content": [doc, image(PNG_B, cache_control=EPHEMERAL)]}])
+    assert same.cache_read_input_tokens == first.cache_creation_input_tokens > 1500
+    assert other.cache_read_input_tokens == 0  # the image bytes are part of the prefix
+    use = {"type": "tool_use", "id": "toolu_01X", "name": "get_weather", "input": {"city": "Oslo"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_01X", "content": "Rain", "cache_control": EPHEMERAL}
+    turn = [
+        {"role": "user", "content": [doc]},
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [result]},
+    ]
+    wrote = usage_of(sdk, tools=[WEATHER], messages=turn).cache_creation_input_tokens
+    follow = [*turn, {"role": "assistant", "content": "It rains."}, {"role": "user", "content": "Umbrella?"}]
+    assert usage_of(sdk, tools=[WEATHER], messages=follow, cache_control=EPHEMERAL).cache_read_input_tokens == wrote
+
+
 # ----------------------------------------------------------------------------------------- lookback
 
 
@@ -344,7 +371,9 @@ def test_reads_only_find_positions_where_a_breakpoint_wrote(sdk: anthropic.Anthr
 
 
 @pytest.mark.parametrize(("ttl", "seconds"), [("5m", 300), ("1h", 3600)])
-def test_ttl_counts_from_the_last_use(sdk: anthropic.Anthropic, clock: FakeClock, ttl: str, seconds: int) -> None:
+def test_ttl_counts_from_the_last_use(
+    sdk: anthropic.Anthropic, emu: Emulator, clock: FakeClock, ttl: str, seconds: int
+) -> None:
     system = cached_system(words(1500), ttl)
 
     def read() -> int:
@@ -355,8 +384,13 @@ def test_ttl_counts_from_the_last_use(sdk: anthropic.Anthropic, clock: FakeClock
     assert read() > 0  # still alive, and the read refreshes it
     clock.advance(seconds - 1)
     assert read() > 0  # alive only because of the refresh (2 * seconds - 2 after the write)
+    assert emu.anthropic_cache_entries == 1
     clock.advance(seconds)
+    assert emu.anthropic_cache_entries == 0
     assert read() == 0  # expired exactly one TTL after the last use: rewritten
+    assert read() > 0
+    emu.evict_all()
+    assert emu.anthropic_cache_entries == 0 and read() == 0
 
 
 def test_an_entry_is_readable_as_soon_as_the_writer_is_answered(sdk: anthropic.Anthropic, emu: Emulator) -> None:
