@@ -80,6 +80,7 @@ def _authenticate(emu: Emulator, ctx: RequestContext, rid: str) -> str:
         # Real text for a request without credentials.
         raise _Reject(anthropic_error(401, "authentication_error", "x-api-key header is required", rid))
     if emu.api_keys is not None and key not in emu.api_keys:
+        # "invalid x-api-key" is the real text; the bearer variant's wording is assumed.
         message = "invalid x-api-key" if how == "x-api-key" else "Invalid bearer token"
         raise _Reject(anthropic_error(401, "authentication_error", message, rid))
     if not ctx.headers.get("anthropic-version"):
@@ -101,6 +102,24 @@ def _parse(ctx: RequestContext, rid: str) -> dict[str, Any]:
     return body
 
 
+def _check_prewarm(body: Mapping[str, Any], rid: str) -> None:
+    """``max_tokens: 0`` (cache pre-warming) is rejected with output it cannot produce (docs, "Pre-warming
+    the cache > Limitations"); the wording of these messages is assumed."""
+    thinking = body.get("thinking")
+    choice = body.get("tool_choice")
+    output_config = body.get("output_config")
+    conflicts = {
+        "stream: true": bool(body.get("stream")),
+        "thinking.type: 'enabled'": isinstance(thinking, Mapping) and thinking.get("type") == "enabled",
+        "output_config.format": isinstance(output_config, Mapping) and output_config.get("format") is not None,
+        f"tool_choice.type: '{choice.get('type') if isinstance(choice, Mapping) else ''}'": isinstance(choice, Mapping)
+        and choice.get("type") in ("any", "tool"),
+    }
+    for what, present in conflicts.items():
+        if present:
+            raise _invalid(f"max_tokens: 0 cannot be combined with {what}", rid)
+
+
 def _validate(body: Mapping[str, Any], rid: str, *, count_only: bool = False) -> None:
     """Pydantic-style ``field: problem`` texts, as the API writes them."""
     if not isinstance(body.get("model"), str) or not body["model"]:
@@ -111,9 +130,8 @@ def _validate(body: Mapping[str, Any], rid: str, *, count_only: bool = False) ->
             raise _invalid("max_tokens: Field required", rid)
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
             raise _invalid("max_tokens: Input should be greater than or equal to 0", rid)
-        if max_tokens == 0 and body.get("stream"):
-            # max_tokens=0 (cache pre-warming) is rejected with stream=true (docs); wording assumed.
-            raise _invalid("max_tokens: must be greater than 0 when stream is true", rid)
+        if max_tokens == 0:
+            _check_prewarm(body, rid)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise _invalid(

@@ -387,6 +387,12 @@ class BreakpointCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def alive(self, now: float) -> int:
+        """Entries not expired at ``now`` (drops the expired ones)."""
+        for key in [k for k, e in self._entries.items() if e.expires_at <= now]:
+            del self._entries[key]
+        return len(self._entries)
+
     def clear(self) -> None:
         self._entries.clear()
 
@@ -413,6 +419,11 @@ class BreakpointCache:
         min_tokens: int,
     ) -> CacheOutcome:
         """Read what earlier requests wrote, write this request's breakpoints, report the split."""
+        while self._entries:  # entries are in last-use order: drop expired ones from the front
+            oldest = next(iter(self._entries.values()))
+            if oldest.expires_at > now:
+                break
+            self._entries.popitem(last=False)
         ends: list[int] = []
         running = 0
         for b in blocks:

@@ -524,6 +524,14 @@ def test_max_tokens_zero_prewarms(sdk: anthropic.Anthropic) -> None:
     assert warm.usage.cache_creation_input_tokens > 1500
     real = usage_of(sdk, system=system, messages=[{"role": "user", "content": "Real question"}])
     assert real.cache_read_input_tokens == warm.usage.cache_creation_input_tokens
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens: 0 cannot be combined with tool_choice"):
+        sdk.messages.create(
+            model=MODEL,
+            max_tokens=0,
+            tools=[WEATHER],
+            tool_choice={"type": "any"},
+            messages=[{"role": "user", "content": "warmup"}],
+        )
 
 
 def test_wrong_key_and_missing_version(server: RunningServer, emu: Emulator) -> None:
