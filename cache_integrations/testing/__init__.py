@@ -1,14 +1,16 @@
-"""A local, deterministic fake of the Zhipu GLM, OpenAI-compatible and Gemini HTTP APIs.
+"""A local, deterministic fake of the Zhipu GLM, OpenAI-compatible, Gemini and Anthropic HTTP APIs.
 
 It reproduces the providers' wire formats *and their caching rules* (implicit prefix caching with
-per-provider minimums, granularity and TTL; Gemini ``cachedContents`` with their exact errors), so
-caching code can be tested, demoed and benchmarked offline. Three ways to run it::
+per-provider minimums, granularity and TTL; Gemini ``cachedContents`` with their exact errors;
+Anthropic ``cache_control`` breakpoints, see ``_anthropic_cache``), so caching code can be tested,
+demoed and benchmarked offline. Three ways to run it::
 
     emu = Emulator()
     httpx.Client(transport=emu.transport(), base_url="http://emulator/api/paas/v4")  # in-process
     httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.asgi_app), ...)        # ASGI
     with emu.serve() as server:                                                      # real loopback HTTP
         ChatOpenAI(base_url=server.openai_base_url, api_key="test")
+        ChatAnthropic(base_url=server.anthropic_base_url, api_key="test")
 
 Token counts come from the emulator's own approximate tokenizer (``count_tokens``: words, numbers and
 single punctuation characters; whitespace is free), not from any real vocabulary. Replies are scripted

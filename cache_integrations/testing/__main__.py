@@ -13,7 +13,7 @@ from .emulator import Emulator
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cache_integrations.testing",
-        description="Serve the GLM / OpenAI-compatible / Gemini emulator on loopback.",
+        description="Serve the GLM / OpenAI-compatible / Gemini / Anthropic emulator on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  GLM:    {where.glm_base_url}")
     print(f"  OpenAI: {where.openai_base_url}")
     print(f"  Gemini: {where.gemini_base_url}")
+    print(f"  Anthropic: {where.anthropic_base_url}")
     sys.stdout.flush()
     uvicorn.run(emulator.asgi_app, host=args.host, port=args.port, log_level="warning", interface="asgi3")
     return 0

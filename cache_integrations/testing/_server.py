@@ -41,6 +41,11 @@ class RunningServer:
     def gemini_base_url(self) -> str:
         return f"{self.url}/v1beta"
 
+    @property
+    def anthropic_base_url(self) -> str:
+        """For ``anthropic.Anthropic(base_url=...)`` / ``ChatAnthropic(base_url=...)``: the SDK adds ``/v1``."""
+        return self.url
+
 
 @contextmanager
 def serve(

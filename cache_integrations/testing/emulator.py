@@ -17,6 +17,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._anthropic import handle_count_tokens as handle_anthropic_count_tokens
+from ._anthropic import handle_messages as handle_anthropic_messages
+from ._anthropic import handle_not_found as anthropic_not_found
+from ._anthropic_cache import BreakpointCache, min_cacheable_tokens
 from ._chat import glm_error, handle_chat, handle_openai_models, openai_error
 from ._context import RequestContext
 from ._gemini import (
@@ -49,8 +53,10 @@ _GEMINI_MODEL_RE = re.compile(
 )
 _GEMINI_CACHE_RE = re.compile(r"^/v1beta/cachedContents/([^/:]+)$")
 _GEMINI_MODEL_INFO_RE = re.compile(r"^/v1beta/models/([^/:]+)$")
+_ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 _GLM_CHAT_PATHS = ("/api/paas/v4/chat/completions", "/api/coding/paas/v4/chat/completions")
 _REDACTED = "***"
+_MAPPING_COUNTERS = ("requests_by_endpoint", "cached_tokens_by_endpoint", "cache_write_tokens_by_endpoint")
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,12 @@ class EmulatorCounters:
     """A snapshot of what the emulator served since construction or ``reset_counters()``.
 
     ``cached_tokens_implicit`` sums reported implicit prefix hits (all endpoints);
-    ``cached_tokens_explicit`` sums ``cachedContentTokenCount`` served from Gemini ``cachedContents``.
+    ``cached_tokens_explicit`` sums tokens served from caches the client asked for: Gemini
+    ``cachedContents`` (``cachedContentTokenCount``) and Anthropic ``cache_control`` breakpoints
+    (``cache_read_input_tokens``). ``cache_write_tokens`` sums Anthropic ``cache_creation_input_tokens``.
+    ``cached_tokens_by_endpoint`` / ``cache_write_tokens_by_endpoint`` split reads and writes per API
+    (``"glm"``, ``"openai"``, ``"gemini"``, ``"anthropic"``), to compare with what a client reported.
+    ``prompt_tokens`` counts whole prompts (for Anthropic: input + cache creation + cache read).
     ``errors_injected`` counts fault-injected answers; ``error_responses`` every 4xx/5xx answer.
     """
 
@@ -68,6 +79,9 @@ class EmulatorCounters:
     completion_tokens: int = 0
     cached_tokens_implicit: int = 0
     cached_tokens_explicit: int = 0
+    cache_write_tokens: int = 0
+    cached_tokens_by_endpoint: Mapping[str, int] = field(default_factory=dict)
+    cache_write_tokens_by_endpoint: Mapping[str, int] = field(default_factory=dict)
     implicit_cache_hits: int = 0
     generate_calls: int = 0
     caches_created: int = 0
@@ -109,17 +123,20 @@ def _endpoint_of(path: str) -> Endpoint | None:
         return "glm"
     if path.startswith("/v1beta/") or path == "/v1beta":
         return "gemini"
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return "anthropic"
     if path.startswith("/v1/"):
         return "openai"
     return None
 
 
 class Emulator:
-    """A local fake of Zhipu GLM, OpenAI-compatible and Gemini HTTP APIs with their caching rules.
+    """A local fake of Zhipu GLM, OpenAI-compatible, Gemini and Anthropic HTTP APIs with their caching rules.
 
     Routes: ``POST /api/paas/v4/chat/completions`` (also ``/api/coding/paas/v4/...``),
-    ``POST /v1/chat/completions``, ``GET /v1/models``, and Gemini's ``/v1beta/models/{m}:generateContent``,
-    ``:streamGenerateContent``, ``:countTokens`` and ``/v1beta/cachedContents[/{id}]``.
+    ``POST /v1/chat/completions``, ``GET /v1/models``, Gemini's ``/v1beta/models/{m}:generateContent``,
+    ``:streamGenerateContent``, ``:countTokens`` and ``/v1beta/cachedContents[/{id}]``, and Anthropic's
+    ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
 
     Knobs are plain attributes and may be changed between requests: ``latency`` (seconds before each
     answer), ``stream_chunk_delay`` (seconds between stream chunks), ``stream_tokens_per_chunk``,
@@ -128,9 +145,12 @@ class Emulator:
     older GLM models did), ``api_keys`` (``None`` accepts any non-empty key).
 
     Caching: ``glm_rules`` / ``openai_rules`` / ``gemini_rules`` per endpoint, ``model_rules`` per model
-    name; ``max_implicit_entries`` bounds remembered prompts (oldest evicted first);
+    name; ``max_implicit_entries`` bounds remembered prompts (oldest evicted first; Anthropic entries: 4x);
     ``gemini_cache_min_tokens`` is the explicit-cache minimum (an int, or model -> int with ``"*"`` as
     the fallback); explicit caches live ``gemini_default_cache_ttl`` seconds unless told otherwise.
+    Anthropic ``cache_control`` breakpoints follow Anthropic's rules (see ``_anthropic_cache``);
+    ``anthropic_cache_min_tokens`` overrides the documented per-model minimum cacheable length (an int,
+    or model -> int with ``"*"`` as the fallback; ``None``: the documented table).
     All expiry reads ``clock`` (pass a ``FakeClock`` to jump past TTLs).
     """
 
@@ -144,6 +164,7 @@ class Emulator:
         model_rules: Mapping[str, CacheRules] | None = None,
         gemini_cache_min_tokens: int | Mapping[str, int] = 1024,
         gemini_default_cache_ttl: float = 3600.0,
+        anthropic_cache_min_tokens: int | Mapping[str, int] | None = None,
         glm_usage_chunk: Literal["finish", "separate"] = "finish",
         glm_prompt_tokens_details: bool = True,
         latency: float = 0.0,
@@ -161,6 +182,7 @@ class Emulator:
         self.model_rules: dict[str, CacheRules] = dict(model_rules or {})
         self.gemini_cache_min_tokens = gemini_cache_min_tokens
         self.gemini_default_cache_ttl = gemini_default_cache_ttl
+        self.anthropic_cache_min_tokens = anthropic_cache_min_tokens
         self.glm_usage_chunk: Literal["finish", "separate"] = glm_usage_chunk
         self.glm_prompt_tokens_details = glm_prompt_tokens_details
         self.latency = latency
@@ -172,6 +194,7 @@ class Emulator:
         self.gemini_models: list[str] = ["gemini-2.0-flash", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash"]
         self.tokenizer = Tokenizer()
         self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
+        self._anthropic_cache = BreakpointCache(max_entries=4 * max_implicit_entries)  # up to 4 per request
         self._lock = threading.RLock()
         self._seq = 0
         self._cache_seq = 0
@@ -225,6 +248,10 @@ class Emulator:
 
     def _route(self, ctx: RequestContext) -> EmulatorResponse:
         path, method = ctx.path, ctx.method
+        if path in _ANTHROPIC_PATHS and method == "POST":
+            if path == "/v1/messages":
+                return handle_anthropic_messages(self, ctx)
+            return handle_anthropic_count_tokens(self, ctx)
         if path in _GLM_CHAT_PATHS:
             return handle_chat(self, ctx, "glm") if method == "POST" else self._not_found(ctx)
         if path == "/v1/chat/completions":
@@ -252,8 +279,9 @@ class Emulator:
             return handle_models(self, ctx, m.group(1))
         return self._not_found(ctx)
 
-    @staticmethod
-    def _not_found(ctx: RequestContext) -> EmulatorResponse:
+    def _not_found(self, ctx: RequestContext) -> EmulatorResponse:
+        if ctx.endpoint == "anthropic":
+            return anthropic_not_found(self, ctx)
         message = f"No route for {ctx.method} {ctx.path} in the cache_integrations emulator."
         if ctx.endpoint == "gemini":
             return google_error(404, message, "NOT_FOUND")
@@ -297,6 +325,15 @@ class Emulator:
             return self.gemini_cache_min_tokens
         return int(self.gemini_cache_min_tokens.get(model, self.gemini_cache_min_tokens.get("*", 1024)))
 
+    def anthropic_cache_min_tokens_for(self, model: str) -> int:
+        """Minimum prefix (tokens up to a breakpoint) Anthropic caches for ``model``."""
+        override = self.anthropic_cache_min_tokens
+        if isinstance(override, int):
+            return override
+        if override is not None and (model in override or "*" in override):
+            return int(override.get(model, override.get("*", 0)))
+        return min_cacheable_tokens(model)
+
     def _record_usage(self, endpoint: Endpoint, prompt: int, implicit: int, completion: int, *, explicit: int) -> None:
         self._c["prompt_tokens"] += prompt
         self._c["completion_tokens"] += completion
@@ -304,6 +341,14 @@ class Emulator:
         self._c["cached_tokens_explicit"] += explicit
         if implicit:
             self._c["implicit_cache_hits"] += 1
+        by_endpoint: dict[str, int] = self._c["cached_tokens_by_endpoint"]
+        by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + implicit + explicit
+
+    def _record_anthropic_usage(self, prompt: int, read: int, written: int, completion: int) -> None:
+        self._record_usage("anthropic", prompt, 0, completion, explicit=read)
+        self._c["cache_write_tokens"] += written
+        writes: dict[str, int] = self._c["cache_write_tokens_by_endpoint"]
+        writes["anthropic"] = writes.get("anthropic", 0) + written
 
     def _count_generate_call(self) -> None:
         self._c["generate_calls"] += 1
@@ -427,9 +472,11 @@ class Emulator:
     # ------------------------------------------------------------------------------- caches & counters
 
     def evict_all(self, *, explicit: bool = False) -> None:
-        """Drop every implicit prefix cache (and, with ``explicit=True``, every Gemini cachedContent)."""
+        """Drop every implicit prefix cache and Anthropic prompt-cache entry (and, with
+        ``explicit=True``, every Gemini cachedContent)."""
         with self._lock:
             self._prefix_cache.clear()
+            self._anthropic_cache.clear()
             if explicit:
                 for name in list(self._caches):
                     self._remove_cached_content(name, reason="deleted")
@@ -455,12 +502,19 @@ class Emulator:
             return len(self._prefix_cache)
 
     @property
+    def anthropic_cache_entries(self) -> int:
+        """Number of live Anthropic prompt-cache entries (one per written breakpoint prefix)."""
+        with self._lock:
+            return self._anthropic_cache.alive(self.clock.monotonic())
+
+    @property
     def counters(self) -> EmulatorCounters:
         """A snapshot of the counters."""
         with self._lock:
             self._purge_expired()
             values = dict(self._c)
-            values["requests_by_endpoint"] = dict(values["requests_by_endpoint"])
+            for name in _MAPPING_COUNTERS:
+                values[name] = dict(values[name])
             values["caches_alive"] = len(self._caches)
             return EmulatorCounters(**values)
 
@@ -470,9 +524,10 @@ class Emulator:
             self._c = {
                 name: 0
                 for name in EmulatorCounters.__dataclass_fields__
-                if name not in ("requests_by_endpoint", "caches_alive")
+                if name not in _MAPPING_COUNTERS and name != "caches_alive"
             }
-            self._c["requests_by_endpoint"] = {}
+            for name in _MAPPING_COUNTERS:
+                self._c[name] = {}
 
     @property
     def requests(self) -> list[RecordedRequest]:

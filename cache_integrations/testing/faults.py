@@ -14,6 +14,8 @@ from typing import Any, Literal
 __all__ = [
     "Endpoint",
     "Fault",
+    "anthropic_overloaded",
+    "anthropic_rate_limit",
     "default_error_body",
     "gemini_internal",
     "gemini_resource_exhausted",
@@ -26,8 +28,8 @@ __all__ = [
     "stream_cut",
 ]
 
-Endpoint = Literal["glm", "openai", "gemini"]
-"""The three emulated APIs: Zhipu GLM, OpenAI-compatible chat, Gemini v1beta."""
+Endpoint = Literal["glm", "openai", "gemini", "anthropic"]
+"""The emulated APIs: Zhipu GLM, OpenAI-compatible chat, Gemini v1beta, Anthropic Messages."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,30 @@ GEMINI_RESOURCE_EXHAUSTED_BODY = _google(429, "Resource has been exhausted (e.g.
 GEMINI_UNAVAILABLE_BODY = _google(503, "The model is overloaded. Please try again later.", "UNAVAILABLE")
 
 
+def _anthropic(type_: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+ANTHROPIC_RATE_LIMIT_BODY = _anthropic(
+    "rate_limit_error",
+    "Number of request tokens has exceeded your per-minute rate limit (https://docs.claude.com/en/api/rate-limits); "
+    "see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, "
+    "or try again later. You may also contact sales at https://www.anthropic.com/contact-sales to discuss your "
+    "options for a rate limit increase.",
+)
+ANTHROPIC_OVERLOADED_BODY = _anthropic("overloaded_error", "Overloaded")
+
+
 def default_error_body(endpoint: Endpoint | None, status: int) -> dict[str, Any]:
     """The body a provider typically sends with ``status`` (used when a fault gives no body)."""
+    if endpoint == "anthropic":
+        if status == 429:
+            return ANTHROPIC_RATE_LIMIT_BODY
+        if status == 529:
+            return ANTHROPIC_OVERLOADED_BODY
+        if status >= 500:
+            return _anthropic("api_error", "Internal server error")
+        return _anthropic("invalid_request_error", "Request failed.")
     if endpoint == "gemini":
         if status == 429:
             return GEMINI_RESOURCE_EXHAUSTED_BODY
@@ -148,6 +172,17 @@ def gemini_unavailable() -> Fault:
 def gemini_internal() -> Fault:
     """Gemini 500 ``INTERNAL``."""
     return Fault(status=500, body=default_error_body("gemini", 500), endpoint="gemini")
+
+
+def anthropic_rate_limit(retry_after: str | None = "0") -> Fault:
+    """Anthropic 429 ``rate_limit_error``."""
+    headers = {"retry-after": retry_after} if retry_after is not None else {}
+    return Fault(status=429, body=ANTHROPIC_RATE_LIMIT_BODY, headers=headers, endpoint="anthropic")
+
+
+def anthropic_overloaded() -> Fault:
+    """Anthropic 529 ``overloaded_error`` (the API is overloaded; clients retry it)."""
+    return Fault(status=529, body=ANTHROPIC_OVERLOADED_BODY, endpoint="anthropic")
 
 
 def stream_cut(after_chunks: int = 1, endpoint: Endpoint | None = None) -> Fault:
