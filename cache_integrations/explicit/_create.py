@@ -8,13 +8,15 @@ Creation is not idempotent (each ``cachedContents`` POST makes, and bills, a new
 transport never retries one that may have reached Gemini. When the answer is lost after the request
 may have been processed (a read timeout, a reset, a 5xx, an unreadable body), the caches are listed
 and the one whose display name carries this prefix's key is adopted; only when there is none is the
-creation sent again (once). A failure whose outcome cannot be verified is not retried.
+creation sent again (once). A failure whose outcome cannot be verified (the listing fails too) is
+not retried, and the prefix's next creation in this process starts with the lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 CreationError = ProviderError | ProviderConnectionError
 _ATTEMPTS = 2  # a creation lost in flight and not found is sent once more
+_UNSURE_LIMIT = 1024  # prefixes with an unverified creation remembered per process
 
 
 def ambiguous(exc: CreationError) -> bool:
@@ -64,6 +67,25 @@ class CacheCreation:
     _owner: str
     _locks: KeyedLocks
     _access: RegistryAccess
+    _unsure: dict[str, None]
+    _unsure_lock: threading.Lock
+
+    def _init_creation(self) -> None:
+        """Per-process state of the flow (called at construction and in a forked child)."""
+        self._unsure = {}  # prefixes whose last creation may have succeeded unseen
+        self._unsure_lock = threading.Lock()
+
+    def _mark_unsure(self, plan: Plan, unsure: bool) -> None:
+        with self._unsure_lock:
+            self._unsure.pop(plan.key, None)
+            if unsure:
+                self._unsure[plan.key] = None
+                while len(self._unsure) > _UNSURE_LIMIT:
+                    del self._unsure[next(iter(self._unsure))]
+
+    def _is_unsure(self, plan: Plan) -> bool:
+        with self._unsure_lock:
+            return plan.key in self._unsure
 
     def _reg(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self._access.call(method, *args, **kwargs)
@@ -155,6 +177,7 @@ class CacheCreation:
         """After an ambiguous failure: the cache it made (if the listing shows one), else None to send
         the creation again, or raise / go inline (`_creation_failed`) when that is not safe or allowed."""
         key = plan.key[:12]
+        self._mark_unsure(plan, lookup_error is not None)
         if lookup_error is not None:
             logger.warning(
                 "creating the cache for prefix %s may have succeeded (%s) and the caches could not be listed "
@@ -180,6 +203,14 @@ class CacheCreation:
             return None
         self._creation_failed(plan, exc)
         return None
+
+    def _resolved(self, plan: Plan, found: CachedResource | None, now: float) -> Ticket | None:
+        """The lookup after an unverified creation answered: adopt what it made, or create anew."""
+        self._mark_unsure(plan, False)
+        if found is None:
+            return None
+        logger.warning("the cache for prefix %s had been created unseen: using %s", plan.key[:12], found.name)
+        return self._created(plan, found, now)
 
     # -- sync ---------------------------------------------------------------------------------------
 
@@ -216,6 +247,14 @@ class CacheCreation:
         entry = self._live(plan, now)
         if entry is not None:  # recorded between our last look and the lease
             return Ticket(entry)
+        if self._is_unsure(plan):  # an earlier creation may have succeeded unseen: look before creating
+            try:
+                found = self._find_created(plan)
+            except (ProviderError, ProviderConnectionError) as err:
+                self._creation_failed(plan, err)
+                return None
+            if (ticket := self._resolved(plan, found, now)) is not None:
+                return ticket
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 resource = self.client.create_cached_content(
@@ -276,6 +315,14 @@ class CacheCreation:
         entry = await self._alive(plan, now)
         if entry is not None:
             return Ticket(entry)
+        if self._is_unsure(plan):
+            try:
+                found = await self._afind_created(plan)
+            except (ProviderError, ProviderConnectionError) as err:
+                self._creation_failed(plan, err)
+                return None
+            if (ticket := self._resolved(plan, found, now)) is not None:
+                return ticket
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 resource = await self.client.acreate_cached_content(

@@ -218,6 +218,7 @@ class ExplicitCacheManager(CacheCreation):
         self._hits_lock = threading.Lock()
         # Caches whose extension failed: not tried again before this time (the manager's clock).
         self._extend_after: dict[str, float] = {}
+        self._init_creation()
         _forksafe.register(self)
 
     def _after_fork(self) -> None:
@@ -227,6 +228,7 @@ class ExplicitCacheManager(CacheCreation):
         self._unbooked_lock = threading.Lock()
         self._unbooked = {}
         self._hits_lock = threading.Lock()
+        self._unsure_lock = threading.Lock()
 
     @property
     def registry(self) -> CacheRegistry:
