@@ -8,6 +8,7 @@ fork and before any other thread exists, so they can drop what is not theirs and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -35,7 +36,8 @@ def _in_child() -> None:
     global _guard
     _guard = threading.Lock()  # it may have been held by another thread of the parent
     for obj in list(_objects):
-        obj._after_fork()
+        with contextlib.suppress(Exception):  # one object's failure must not leave the others inherited
+            obj._after_fork()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX

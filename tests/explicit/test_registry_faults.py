@@ -222,6 +222,16 @@ def test_no_home_directory_falls_back_to_a_private_temp_registry(
     assert len(warnings) == 1 and "no home directory" in warnings[0] and str(homeless) in warnings[0]
 
 
+def test_xdg_cache_home_is_used_without_a_home_directory(
+    homeless: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    caplog.set_level(logging.WARNING)
+    registry = _gemini(Emulator()).cache_manager.registry
+    assert isinstance(registry, SQLiteRegistry)
+    assert registry.path == tmp_path / "xdg" / "cache_integrations" / "registry.sqlite3" and not caplog.records
+
+
 def test_a_temp_dir_another_user_could_control_is_refused(homeless: Path, caplog: pytest.LogCaptureFixture) -> None:
     homeless.mkdir()
     homeless.chmod(0o777)  # world-writable: someone could have planted a database or a symlink
