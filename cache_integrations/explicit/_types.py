@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from ..messages import ChatRequest, ChatResponse, StreamChunk
+from ..usage import Usage
 from ._base import CacheEntry
 
 __all__ = [
@@ -23,7 +24,11 @@ __all__ = [
     "KeyedLocks",
     "Plan",
     "Ticket",
+    "cache_usage",
+    "cache_use_dict",
+    "chunk_with_cache",
     "local_expiry",
+    "with_cache",
 ]
 
 CacheMode = Literal["auto", "always", "off"]
@@ -198,3 +203,45 @@ class KeyedLocks:
             if lock is None:
                 lock = self._async[(loop, key)] = asyncio.Lock()
             return lock
+
+
+# -- what a call reports -----------------------------------------------------------------------------
+
+
+def cache_usage(usage: Usage, ticket: Ticket) -> Usage:
+    """The creating call also consumed the cache's tokens (billed at the input rate)."""
+    return replace(
+        usage,
+        baseline_input_tokens=usage.input_without_caching,
+        input_tokens=usage.input_tokens + ticket.written_tokens,
+        cache_write_tokens=usage.cache_write_tokens + ticket.written_tokens,
+        cache_storage_token_hours=usage.cache_storage_token_hours + ticket.storage_token_hours,
+    )
+
+
+def _use(ticket: Ticket) -> CacheUse:
+    e = ticket.entry
+    return CacheUse(
+        name=e.name,
+        tokens=e.tokens,
+        expire_at=e.expire_at,
+        created=ticket.created,
+        extended=ticket.extended,
+        recovered=ticket.recovered,
+        storage_token_hours=ticket.storage_token_hours,
+        written_tokens=ticket.written_tokens,
+    )
+
+
+def with_cache(response: ChatResponse, ticket: Ticket) -> ChatResponse:
+    return replace(response, usage=cache_usage(response.usage, ticket), cache=_use(ticket))
+
+
+def chunk_with_cache(chunk: StreamChunk, ticket: Ticket) -> StreamChunk:
+    if not chunk.final:
+        return chunk
+    return replace(chunk, usage=cache_usage(chunk.usage or Usage(), ticket), cache=_use(ticket))
+
+
+def cache_use_dict(use: CacheUse | None) -> Mapping[str, Any] | None:
+    return None if use is None else use.as_dict()

@@ -36,11 +36,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from ..errors import CachedContentNotFoundError, ProviderConnectionError, ProviderError
 from ..layout import apply_layout, canonical_json
@@ -51,6 +49,7 @@ from . import _forksafe
 from ._access import RegistryAccess
 from ._base import CacheEntry, CacheRegistry, one_line
 from ._create import CacheCreation
+from ._handle import CacheHandle
 from ._types import (
     DISPLAY_PREFIX,
     CachedResource,
@@ -60,7 +59,9 @@ from ._types import (
     KeyedLocks,
     Plan,
     Ticket,
+    chunk_with_cache,
     local_expiry,
+    with_cache,
 )
 from .registry import MemoryRegistry
 
@@ -86,71 +87,6 @@ _PER_PREFIX_LIMIT = 4096  # prefixes whose implicit-cache observation this proce
 def _new_owner() -> str:
     """This process's identity on leases (a forked child takes a new one)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-class CacheHandle:
-    """An explicitly pinned context: a live provider cache the caller controls.
-
-    Requests whose prefix equals the pinned one (same model, system, tools and cached turns, the
-    last cached turn marked as a cache point) are sent against this cache automatically. Its
-    creation and storage (and any `refresh`) are reported on the next call that uses it.
-    """
-
-    def __init__(self, manager: ExplicitCacheManager, entry: CacheEntry, request: ChatRequest, created: bool) -> None:
-        self._manager = manager
-        self._entry = entry
-        self.request = request
-        """The pinned prefix as a neutral request (system, tools, cached turns)."""
-        self.created = created
-
-    def _current(self) -> CacheEntry:
-        """The entry as the registry has it now (requests may have extended the cache since)."""
-        latest: CacheEntry | None = self._manager._reg("get", self._entry.namespace, self._entry.key)
-        if latest is not None and latest.name == self._entry.name:
-            self._entry = latest
-        return self._entry
-
-    @property
-    def name(self) -> str:
-        return self._entry.name
-
-    @property
-    def model(self) -> str:
-        return self._entry.model
-
-    @property
-    def tokens(self) -> int:
-        return self._entry.tokens
-
-    @property
-    def key(self) -> str:
-        return self._entry.key
-
-    @property
-    def expire_time(self) -> datetime:
-        return datetime.fromtimestamp(self._current().expire_at, UTC)
-
-    def __repr__(self) -> str:
-        expires = self.expire_time.isoformat()
-        return f"CacheHandle(name={self.name!r}, model={self.model!r}, tokens={self.tokens}, expire_time={expires!r})"
-
-    def refresh(self, ttl_seconds: float | None = None) -> CacheHandle:
-        """Extend the cache to `ttl_seconds` (default: the manager's TTL) from now."""
-        old = self._current()
-        self._entry = self._manager._refreshed_by_caller(old, self._manager._extend(old, ttl_seconds))
-        return self
-
-    async def arefresh(self, ttl_seconds: float | None = None) -> CacheHandle:
-        old = self._current()
-        self._entry = self._manager._refreshed_by_caller(old, await self._manager._aextend(old, ttl_seconds))
-        return self
-
-    def delete(self) -> None:
-        """Delete the provider cache now (storage stops being billed) and forget it."""
-        self._manager._delete_entry(self._current())
-
-    async def adelete(self) -> None:
-        await self._manager._adelete_entry(self._current())
 
 
 class ExplicitCacheManager(CacheCreation):
@@ -444,7 +380,7 @@ class ExplicitCacheManager(CacheCreation):
                 request, layout=layout, cached_content=ticket.entry.name, cached_messages=plan.cached_messages
             )
         self._reg("touch", self.namespace, plan.key, now=self.clock())
-        return _with_cache(response, ticket)
+        return with_cache(response, ticket)
 
     def stream(self, request: ChatRequest, *, layout: bool = True) -> Iterator[StreamChunk]:
         plan = self._plan(request, layout)
@@ -472,7 +408,7 @@ class ExplicitCacheManager(CacheCreation):
             first = next(chunks)
         self._reg("touch", self.namespace, plan.key, now=self.clock())
         for chunk in _prepend(first, chunks):
-            yield _chunk_with_cache(chunk, ticket)
+            yield chunk_with_cache(chunk, ticket)
 
     # -- async path (the same decisions; only the I/O awaits) -------------------------------------
 
@@ -532,7 +468,7 @@ class ExplicitCacheManager(CacheCreation):
                 request, layout=layout, cached_content=ticket.entry.name, cached_messages=plan.cached_messages
             )
         self._reg("touch", self.namespace, plan.key, now=self.clock())
-        return _with_cache(response, ticket)
+        return with_cache(response, ticket)
 
     async def astream(self, request: ChatRequest, *, layout: bool = True) -> AsyncIterator[StreamChunk]:
         plan = self._plan(request, layout)
@@ -560,9 +496,9 @@ class ExplicitCacheManager(CacheCreation):
             )
             first = await anext(chunks)
         self._reg("touch", self.namespace, plan.key, now=self.clock())
-        yield _chunk_with_cache(first, ticket)
+        yield chunk_with_cache(first, ticket)
         async for chunk in chunks:
-            yield _chunk_with_cache(chunk, ticket)
+            yield chunk_with_cache(chunk, ticket)
 
     # -- explicit control -------------------------------------------------------------------------
 
@@ -624,42 +560,3 @@ class ExplicitCacheManager(CacheCreation):
 def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
     yield first
     yield from rest
-
-
-def _cache_usage(usage: Usage, ticket: Ticket) -> Usage:
-    """The creating call also consumed the cache's tokens (billed at the input rate)."""
-    return replace(
-        usage,
-        baseline_input_tokens=usage.input_without_caching,
-        input_tokens=usage.input_tokens + ticket.written_tokens,
-        cache_write_tokens=usage.cache_write_tokens + ticket.written_tokens,
-        cache_storage_token_hours=usage.cache_storage_token_hours + ticket.storage_token_hours,
-    )
-
-
-def _use(ticket: Ticket) -> CacheUse:
-    e = ticket.entry
-    return CacheUse(
-        name=e.name,
-        tokens=e.tokens,
-        expire_at=e.expire_at,
-        created=ticket.created,
-        extended=ticket.extended,
-        recovered=ticket.recovered,
-        storage_token_hours=ticket.storage_token_hours,
-        written_tokens=ticket.written_tokens,
-    )
-
-
-def _with_cache(response: ChatResponse, ticket: Ticket) -> ChatResponse:
-    return replace(response, usage=_cache_usage(response.usage, ticket), cache=_use(ticket))
-
-
-def _chunk_with_cache(chunk: StreamChunk, ticket: Ticket) -> StreamChunk:
-    if not chunk.final:
-        return chunk
-    return replace(chunk, usage=_cache_usage(chunk.usage or Usage(), ticket), cache=_use(ticket))
-
-
-def cache_use_dict(use: CacheUse | None) -> Mapping[str, Any] | None:
-    return None if use is None else use.as_dict()
