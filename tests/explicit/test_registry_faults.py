@@ -402,3 +402,19 @@ def test_model_reprs_never_show_a_registry_password() -> None:
     url = f"redis://admin:{PASSWORD}@127.0.0.1:1/0"
     for model in (ChatGemini(api_key="k", cache_registry=url), Gemini(api_key="k", cache_registry=url)):
         assert PASSWORD not in repr(model) and PASSWORD not in str(model)
+
+
+def test_the_per_process_memory_of_prefixes_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cache_integrations.explicit import _access, manager
+
+    monkeypatch.setattr(_access, "_HOT_LIMIT", 3)
+    monkeypatch.setattr(manager, "_PER_PREFIX_LIMIT", 3)
+    emu = Emulator()
+    llm = chat_gemini(emu, cache_mode="always")
+    for i in range(6):
+        llm.invoke(prompt(f"P{i}"))
+    inline = chat_gemini(emu, cache_mode="auto")
+    for i in range(6):
+        inline.invoke(prompt(f"I{i}"))
+    assert len(llm.cache_manager._access._hot) == 3 and len(inline.cache_manager._implicit_hits) == 3
+    assert emu.counters.caches_created == 6
