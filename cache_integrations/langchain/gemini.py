@@ -101,9 +101,9 @@ class ChatGemini(CachingChatModel):
     """``auto`` (create a cache once it pays for itself), ``always`` or ``off``."""
     cache_ttl: float = 3600.0
     """Seconds a new cache lives; caches in use are extended before they expire."""
-    cache_registry: Any = Field(default=None, exclude=True)
+    cache_registry: Any = Field(default=None, exclude=True, repr=False)  # a Redis URL may hold a password
     """Where caches are remembered: ``"sqlite"`` (default, shared by the host's processes),
-    ``"sqlite:///path"``, ``"memory"``, or a `CacheRegistry`."""
+    ``"sqlite:///path"``, ``"redis://host:6379/0"``, ``"memory"``, or a `CacheRegistry`."""
     thinking_budget: int | None = None
     """Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."""
 

@@ -526,7 +526,9 @@ class Gemini(CachingLLM):
     cache_registry: Any = Field(
         default=None,
         exclude=True,
-        description='Where caches are remembered: "sqlite" (default), "sqlite:///path", "memory" or a CacheRegistry.',
+        repr=False,  # a Redis URL may hold a password
+        description='Where caches are remembered: "sqlite" (default), "sqlite:///path", "redis://host:6379/0", '
+        '"memory" or a CacheRegistry.',
     )
     thinking_budget: int | None = Field(
         default=None, description="Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."
