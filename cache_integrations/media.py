@@ -185,9 +185,9 @@ def media_part(
 ) -> MediaPart:
     """A `MediaPart` from what a content block carries, with one rule for every framework.
 
-    A ``data:`` URL becomes inline bytes (its type fills in a missing `mime_type`); a Files API URL
-    becomes a file reference; other http(s) URLs stay URLs; base64 text is decoded (so bad base64 is
-    an error here, before anything is sent). Exactly one source must be given.
+    A ``data:`` URL stays a URL (checked for shape; its type fills in a missing `mime_type`); a Files
+    API URL becomes a file reference; other http(s) URLs stay URLs; base64 text is decoded (so bad
+    base64 is an error here, before anything is sent). Exactly one source must be given.
     """
     if kind not in MEDIA_KINDS:
         raise InvalidRequestError(f"{where}: media kind {kind!r} is not one of {sorted(MEDIA_KINDS)}")
@@ -206,10 +206,10 @@ def media_part(
     if url:
         if url.startswith("data:"):
             try:
-                url_mime, text = parse_data_url(url)
+                url_mime = parse_data_url(url)[0]
             except ValueError as exc:
                 raise InvalidRequestError(f"{where}: {exc}") from None
-            fields["data"] = _decode_base64(text, where)
+            fields["url"] = url  # kept as sent: its base64 goes on the wire byte for byte
             mime = mime or check_mime(url_mime, where)
         elif is_files_api_uri(url):
             fields["file_uri"] = url
