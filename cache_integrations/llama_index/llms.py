@@ -61,7 +61,7 @@ from ..providers import ChatProvider
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider, gemini_options
 from ..providers.gemini_files import GeminiFiles
 from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
-from ..providers.glm import GLM_BASE_URL, glm_options
+from ..providers.glm import GLM_BASE_URL, check_media, glm_options
 from ._convert import (
     StreamAccumulator,
     chat_response_from_core,
@@ -415,6 +415,14 @@ class GLM(CachingLLM):
             async_http_client=self.http_async_client,
             default_headers=self.default_headers,
         )
+
+    def _resolve(self, request: ChatRequest) -> ChatRequest:
+        check_media(request)  # media GLM cannot take fails here, before a stream is opened
+        return request
+
+    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
+        check_media(request)
+        return request
 
     def _extra_body(self) -> dict[str, Any]:
         return glm_options(thinking=self.thinking, reasoning_effort=self.reasoning_effort)

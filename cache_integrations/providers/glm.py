@@ -45,7 +45,15 @@ from ..messages import (
 from ..usage import usage_from_openai
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 
-__all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "EncodedRequest", "GLMProvider", "glm_options", "usage_from_openai"]
+__all__ = [
+    "GLM_BASE_URL",
+    "ZAI_BASE_URL",
+    "EncodedRequest",
+    "GLMProvider",
+    "check_media",
+    "glm_options",
+    "usage_from_openai",
+]
 
 GLM_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 ZAI_BASE_URL = "https://api.z.ai/api/paas/v4"
@@ -68,26 +76,17 @@ def glm_options(*, thinking: str | None = None, reasoning_effort: str | None = N
 _VIDEO_MODELS = ("glm-4v-plus", "glm-4.1v", "glm-4.5v", "glm-4.6v")
 
 
-def _media_part(part: ImagePart | MediaPart, model: str, where: str) -> dict[str, Any]:
-    """GLM's ``image_url`` / ``video_url`` part; any other media is an error naming it, never dropped."""
-    media = as_media_part(part)
+def _check_media(media: MediaPart, model: str, where: str) -> None:
+    """Raise for media GLM cannot take on `model`, naming it; never drop it silently."""
     if media.kind == "image" and media.file_uri is None:
         if media.url is not None:
             scheme = media.url.split(":", 1)[0].lower()
             if scheme not in ("http", "https", "data"):
                 raise InvalidRequestError(f"{where}: image URL scheme {scheme!r} is not supported; use https: or data:")
-            url = media.url
-        else:
-            data = base64.b64encode(read_media(media, where)).decode("ascii")
-            url = f"data:{part_mime_type(media, where)};base64,{data}"
-        image: dict[str, Any] = {"url": url}
-        if media.detail:
-            image["detail"] = media.detail
-        return {"type": "image_url", "image_url": image}
-    name = model.lower().removeprefix("zai-org/")
-    if media.kind == "video" and name.startswith(_VIDEO_MODELS):
+        return
+    if media.kind == "video" and model.lower().removeprefix("zai-org/").startswith(_VIDEO_MODELS):
         if media.url is not None and media.url.startswith(("http://", "https://")):
-            return {"type": "video_url", "video_url": {"url": media.url}}
+            return
         raise InvalidRequestError(
             f"{where}: GLM takes video by http(s) URL only ({model} video_url); this video part has a {media.source}"
         )
@@ -98,6 +97,33 @@ def _media_part(part: ImagePart | MediaPart, model: str, where: str) -> dict[str
     else:
         what = f"{media.kind} parts; it takes images (all vision models) and video URLs"
     raise InvalidRequestError(f"{where}: GLM ({model}) does not accept {what}")
+
+
+def check_media(request: ChatRequest) -> None:
+    """Every media part of `request` is one GLM takes (cheap: nothing is read or encoded)."""
+    for i, message in enumerate(request.messages):
+        if isinstance(message.content, str):
+            continue
+        for j, part in enumerate(message.content):
+            if isinstance(part, (ImagePart, MediaPart)):
+                _check_media(as_media_part(part), request.model, f"messages[{i}].content[{j}]")
+
+
+def _media_part(part: ImagePart | MediaPart, model: str, where: str) -> dict[str, Any]:
+    """GLM's ``image_url`` / ``video_url`` part."""
+    media = as_media_part(part)
+    _check_media(media, model, where)
+    if media.kind == "video":
+        return {"type": "video_url", "video_url": {"url": media.url}}
+    if media.url is not None:
+        url = media.url
+    else:
+        data = base64.b64encode(read_media(media, where)).decode("ascii")
+        url = f"data:{part_mime_type(media, where)};base64,{data}"
+    image: dict[str, Any] = {"url": url}
+    if media.detail:
+        image["detail"] = media.detail
+    return {"type": "image_url", "image_url": image}
 
 
 def _encode_content(message: Message, index: int, model: str = "") -> str | list[dict[str, Any]]:
