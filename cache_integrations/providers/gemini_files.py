@@ -180,7 +180,7 @@ class GeminiFiles:
                 f"mime_type: cannot tell the media type of {src.label}; pass mime_type "
                 "(for example 'application/pdf', 'video/mp4', 'audio/mp3')"
             )
-        mime = check_mime(mime, "mime_type")
+        mime = check_mime(mime, "upload")
         name = display_name if display_name is not None else src.name
         if name is not None and len(name) > _MAX_DISPLAY_NAME:
             raise InvalidRequestError(

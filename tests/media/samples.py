@@ -53,5 +53,7 @@ def mp4(seconds: float = 2.5, *, padding: int = 0) -> bytes:
     ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41")
     matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
     header = struct.pack(">I", 0) + struct.pack(">IIII", 0, 0, 1000, round(seconds * 1000))
-    mvhd = _box(b"mvhd", header + struct.pack(">IH", 0x00010000, 0x0100) + b"\0" * 10 + matrix + b"\0" * 24 + b"\0\0\0\2")
+    mvhd = _box(
+        b"mvhd", header + struct.pack(">IH", 0x00010000, 0x0100) + b"\0" * 10 + matrix + b"\0" * 24 + b"\0\0\0\2"
+    )
     return ftyp + _box(b"moov", mvhd) + _box(b"mdat", b"\0" * padding)
