@@ -159,7 +159,8 @@ class DirectFileUploader:
     """Uploads straight to the Files API, waits until the file is ACTIVE, and reuses it in this process.
 
     Reuse is keyed by the content's SHA-256 (a path: its resolved name, size and modification time)
-    and the media type, and lasts while the file has more than an hour to live. Thread-safe; two
+    and the media type, and lasts while the file has more than an hour to live by its
+    ``expirationTime`` read on `clock` (a test on an emulator's fake clock sets it). Thread-safe; two
     threads uploading the same bytes at once may both upload (harmless; the registry-backed
     uploader of a later release makes that single-flight across processes).
     """
