@@ -8,8 +8,7 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from ..clients import glm_client
-from ..messages import ChatRequest
-from ..providers.glm import GLM_BASE_URL, check_media, glm_options
+from ..providers.glm import GLM_BASE_URL, glm_options
 from ._base import CachingChatModel
 
 __all__ = ["ChatGLM"]
@@ -80,11 +79,3 @@ class ChatGLM(CachingChatModel):
 
     def _extra_body(self) -> dict[str, Any]:
         return glm_options(thinking=self.thinking, reasoning_effort=self.reasoning_effort)
-
-    def _resolve(self, request: ChatRequest) -> ChatRequest:
-        check_media(request)  # media GLM cannot take fails here, before a stream is opened
-        return request
-
-    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
-        check_media(request)
-        return request

@@ -361,3 +361,28 @@ def test_the_request_log_keeps_no_upload_bytes_and_redacts_the_key(emu: Emulator
     upload(client, b"secret document body", "text/plain")
     start, chunk = emu.requests[-2:]
     assert start.headers["x-goog-api-key"] == "***" and chunk.body is None
+
+
+def test_a_dropped_chunk_is_a_dropped_connection_and_the_session_keeps_what_arrived(
+    emu: Emulator, client: httpx.Client
+) -> None:
+    start = client.post(
+        UPLOAD,
+        headers={
+            **AUTH,
+            "X-Goog-Upload-Protocol": "resumable",
+            "X-Goog-Upload-Command": "start",
+            "X-Goog-Upload-Header-Content-Length": "10",
+            "X-Goog-Upload-Header-Content-Type": "text/plain",
+        },
+    )
+    url = start.headers["x-goog-upload-url"]
+    emu.files.drop_next_chunk(keep_bytes=3)
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post(
+            url,
+            content=b"0123456789",
+            headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"},
+        )
+    query = client.post(url, headers={"X-Goog-Upload-Command": "query"})
+    assert query.headers["x-goog-upload-size-received"] == "3"
