@@ -111,7 +111,8 @@ class ChatGemini(CachingChatModel):
     file_upload_threshold: int = Field(default=DEFAULT_FILE_UPLOAD_THRESHOLD, ge=0)
     """Bytes above which an image, document, audio or video part is uploaded through the Files API
     and sent as ``fileData`` instead of inline (PDFs above 50 MB always are). The default, 50 MB,
-    is the largest part Gemini takes inline for every media type (requests: 100 MB, PDFs: 50 MB)."""
+    is the largest part Gemini takes inline for every media type (requests: 100 MB, PDFs: 50 MB).
+    Read when the model is built; `media.threshold` changes it afterwards."""
 
     _ls_provider: ClassVar[str] = "google_genai"
     _media: GeminiMedia = PrivateAttr()
