@@ -12,19 +12,23 @@ Each unit has an exact hash and a *normalized* hash, computed after masking vola
 (timestamps, dates, times, UUIDs, long hex ids, epoch numbers), which lets a request be matched to
 its conversation even when a timestamp broke its prefix. Conversations are keyed by a caller's
 session id when given, otherwise by lineage: the recent request the new one shares most content with.
+Conversations never merge across credentials (a call's `scope`, derived from its API key and
+endpoint) nor across session ids. State is bounded: at most `max_conversations` conversations, each
+remembering only its latest request, forgotten after `max_age` seconds without a call.
 Prompt text never leaves the process unless `trace_prompts=True`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -37,10 +41,13 @@ from .usage import Usage
 
 __all__ = [
     "CAUSES",
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_CONVERSATIONS",
     "CacheDiagnostics",
     "Cause",
     "Diagnosis",
     "LintFinding",
+    "credential_scope",
     "find_volatile",
     "lint_messages",
 ]
@@ -105,6 +112,12 @@ CAUSES: dict[str, tuple[str, str]] = {
 # Flash models (2048-4096 on others). None means unknown: that check is skipped.
 DEFAULT_MINIMUMS: dict[str, int] = {"zhipuai": 0, "zai": 0, "openai": 1024, "google": 1024, "deepseek": 0}
 DEFAULT_TTLS: dict[str, float] = {"openai": 300.0, "google": 3600.0}
+
+DEFAULT_MAX_CONVERSATIONS = 1024
+"""Conversations a `CacheDiagnostics` tracks at once; the least recently active is forgotten first."""
+DEFAULT_MAX_AGE = 6 * 3600.0
+"""Seconds without a call after which a conversation is forgotten (longer than any provider's cache TTL,
+so `ttl_elapsed` is still diagnosed)."""
 
 _VOLATILE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("timestamp", re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")),
@@ -211,15 +224,38 @@ class _Unit:
     text: str  # kept in memory only (and in the trace only with trace_prompts=True)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Observed:
-    conversation: str
+    """The latest request of a conversation: all a diagnosis of the next one compares with."""
+
     model: str
     units: tuple[_Unit, ...]
     tool_names: tuple[str, ...]
     stable_units: int
     at: float
-    index: int
+
+
+@dataclass(slots=True)
+class _Conversation:
+    label: str
+    scope: str | None
+    session: str | None
+    latest: _Observed
+    calls: int = 0
+
+
+def credential_scope(client: Any) -> str | None:
+    """An opaque id of a provider client's credential and endpoint, to keep tenants apart.
+
+    Derived from the client's ``credential_fingerprint`` (itself a hash) with a second, domain-separated
+    hash, so it can travel in invocation parameters and traces without revealing anything about the key.
+    """
+    fingerprint = getattr(client, "credential_fingerprint", None)
+    if not isinstance(fingerprint, str):
+        fingerprint = getattr(getattr(client, "client", None), "credential_fingerprint", None)
+    if not isinstance(fingerprint, str):
+        return None
+    return hashlib.sha256(b"cache-integrations/diagnostics-scope/v1\0" + fingerprint.encode()).hexdigest()[:16]
 
 
 _NORMALIZED: OrderedDict[str, str] = OrderedDict()
@@ -332,6 +368,9 @@ class _Verdict:
         self.cause, self.detail, self.message_index, self.char_offset = cause, detail, message_index, char_offset
 
 
+_MAX_WARNED = 1024  # (cause, model) pairs remembered for warn-once; cleared when full
+
+
 @dataclass
 class CacheDiagnostics:
     """Tracks the prefix of every observed call and explains cache misses.
@@ -339,6 +378,13 @@ class CacheDiagnostics:
     `trace` writes one JSON line per call (fingerprints, offsets, usage, the diagnosis; prompt text
     only with `trace_prompts`). `warn` logs one warning per cause and model, not per call.
     `minimums` / `ttls` are implicit-cache rules per provider id.
+
+    Memory is bounded whatever the traffic: at most `max_conversations` conversations are tracked
+    (the least recently active is forgotten first), each holding only its latest request, and a
+    conversation without a call for `max_age` seconds (on `clock`) is forgotten. A forgotten
+    conversation that resumes starts over as a new one ("first call of its conversation").
+    `keep_requests` is how many recent conversations a call without a session id is matched against
+    (and a tenth of how many diagnoses `diagnoses` keeps).
     """
 
     trace: str | Path | None = None
@@ -350,13 +396,26 @@ class CacheDiagnostics:
     clock: Callable[[], float] = time.time
     keep_requests: int = 256
     miss_tolerance: float = 0.9
-    _recent: OrderedDict[str, _Observed] = field(default_factory=OrderedDict, init=False, repr=False)
-    _sessions: dict[str, str] = field(default_factory=dict, init=False, repr=False)
-    _latest: OrderedDict[str, str] = field(default_factory=OrderedDict, init=False, repr=False)
-    _counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    max_conversations: int = DEFAULT_MAX_CONVERSATIONS
+    max_age: float = DEFAULT_MAX_AGE
+    _conversations: OrderedDict[str, _Conversation] = field(default_factory=OrderedDict, init=False, repr=False)
+    _sessions: dict[tuple[str | None, str], str] = field(default_factory=dict, init=False, repr=False)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), init=False, repr=False)
     _warned: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     diagnoses: list[Diagnosis] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_conversations < 1:
+            raise ValueError(f"max_conversations: expected an integer >= 1, got {self.max_conversations!r}")
+        if not self.max_age > 0:
+            raise ValueError(f"max_age: expected a positive number of seconds, got {self.max_age!r}")
+
+    @property
+    def tracked_conversations(self) -> int:
+        """How many conversations are remembered right now (at most `max_conversations`)."""
+        with self._lock:
+            return len(self._conversations)
 
     def observe(
         self,
@@ -367,56 +426,91 @@ class CacheDiagnostics:
         usage: Usage | None,
         provider: str | None = None,
         session: str | None = None,
+        scope: str | None = None,
     ) -> Diagnosis:
-        """Diagnose one finished call (its request as sent, and the usage the provider reported)."""
+        """Diagnose one finished call (its request as sent, and the usage the provider reported).
+
+        `session` is the caller's conversation id (``session_id`` / ``thread_id`` in run metadata);
+        `scope` identifies the credential and endpoint (see `credential_scope`). Calls with different
+        scopes or different sessions are never treated as one conversation.
+        """
         units = _units(model, messages, tools)
         call = _Call(model, provider, units, tuple(t.name for t in tools), usage or Usage(), self.clock())
+        stable = stable_prefix_length(messages) + 1  # + the model/tools unit
+        observed = _Observed(model, units, call.tool_names, stable, call.at)
         with self._lock:
-            parent = self._parent(units, session)
-            conversation = parent.conversation if parent else (session or f"c{len(self._counts) + 1}")
-            index = self._counts.get(conversation, 0)
-            self._counts[conversation] = index + 1
-            diagnosis = self._diagnose(call, parent, conversation, index)
-            stable = stable_prefix_length(messages) + 1  # + the model/tools unit
-            self._recent[f"{conversation}:{index}"] = _Observed(
-                conversation, model, units, call.tool_names, stable, call.at, index
-            )
-            if session:
-                self._sessions[session] = f"{conversation}:{index}"
-            self._latest[conversation] = f"{conversation}:{index}"
-            self._latest.move_to_end(conversation)
-            while len(self._recent) > self.keep_requests:
-                self._recent.popitem(last=False)
-            while len(self._latest) > self.keep_requests:
-                self._latest.popitem(last=False)
+            self._forget_older_than(call.at - self.max_age)
+            conversation = self._parent(units, scope, session)
+            parent = conversation.latest if conversation is not None else None
+            if conversation is None:
+                conversation = self._start(scope, session, observed)
+            index = conversation.calls
+            conversation.calls += 1
+            diagnosis = self._diagnose(call, parent, conversation.label, index)
+            conversation.latest = observed
+            self._conversations.move_to_end(conversation.label)
+            while len(self._conversations) > self.max_conversations:
+                self._forget(self._conversations.popitem(last=False)[1])
             self.diagnoses.append(diagnosis)
             del self.diagnoses[: -10 * self.keep_requests]
         self._report(diagnosis, units)
         return diagnosis
 
-    # -- lineage ----------------------------------------------------------------------------------
+    # -- conversations ----------------------------------------------------------------------------
 
-    def _parent(self, units: tuple[_Unit, ...], session: str | None) -> _Observed | None:
+    def _start(self, scope: str | None, session: str | None, observed: _Observed) -> _Conversation:
+        label = session if session is not None and session not in self._conversations else None
+        while label is None or label in self._conversations:
+            n = next(self._ids)
+            label = f"c{n}" if session is None else f"{session}#{n}"
+        conversation = _Conversation(label, scope, session, observed)
+        self._conversations[label] = conversation
         if session is not None:
-            key = self._sessions.get(session)
-            return self._recent.get(key) if key else None
-        # A new call continues a conversation from its latest request: score only those, newest first.
-        candidates = [o for k in reversed(self._latest.values()) if (o := self._recent.get(k)) is not None]
+            self._sessions[(scope, session)] = label
+        return conversation
+
+    def _forget(self, conversation: _Conversation) -> None:
+        if conversation.session is not None:
+            self._sessions.pop((conversation.scope, conversation.session), None)
+
+    def _forget_older_than(self, cutoff: float) -> None:
+        """Drop conversations idle since before `cutoff`; they sit at the front (least recently active)."""
+        while self._conversations:
+            oldest = next(iter(self._conversations.values()))
+            if oldest.latest.at >= cutoff:
+                return
+            del self._conversations[oldest.label]
+            self._forget(oldest)
+
+    def _parent(self, units: tuple[_Unit, ...], scope: str | None, session: str | None) -> _Conversation | None:
+        if session is not None:
+            label = self._sessions.get((scope, session))
+            return self._conversations.get(label) if label is not None else None
+        # A new call continues a conversation from its latest request: score only those of the same
+        # credential without a session id, newest first.
+        candidates = list(
+            itertools.islice(
+                (c for c in reversed(self._conversations.values()) if c.session is None and c.scope == scope),
+                self.keep_requests,
+            )
+        )
         mine = {u.normalized: u.chars for u in units}
         best, best_score = None, 0
-        for observed in candidates:  # ties go to the most recent conversation
+        for conversation in candidates:  # ties go to the most recent conversation
+            observed = conversation.latest
             score = sum(mine.get(u.normalized, 0) for u in observed.units[1:])
             score += 1 if observed.units[0].normalized == units[0].normalized else 0
             if score > best_score:
-                best, best_score = observed, score
+                best, best_score = conversation, score
         # share at least one message's content (a common system prompt, say) to count as lineage
         if best is not None and best_score > 1:
             return best
         # An edited first message shares no whole unit: fall back to a long common start.
         if len(units) > 1:
-            for observed in candidates:
-                if len(observed.units) > 1 and _common_start(units[1].text, observed.units[1].text) >= _LINEAGE_CHARS:
-                    return observed
+            for conversation in candidates:
+                sent = conversation.latest.units
+                if len(sent) > 1 and _common_start(units[1].text, sent[1].text) >= _LINEAGE_CHARS:
+                    return conversation
         return None
 
     # -- diagnosis --------------------------------------------------------------------------------
@@ -543,6 +637,8 @@ class CacheDiagnostics:
             key = (diagnosis.cause, diagnosis.model)
             with self._lock:
                 first = key not in self._warned
+                if first and len(self._warned) >= _MAX_WARNED:
+                    self._warned.clear()
                 self._warned.add(key)
             if first:
                 where = "" if diagnosis.message_index is None else f" at messages[{diagnosis.message_index}]"

@@ -22,6 +22,7 @@ from ..clients import gemini_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, tool_choice_from_spec
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
+from ..validation import GEMINI_LIMITS, SamplingLimits
 from ._base import CachingChatModel
 from ._convert import messages_from_langchain, tool_from_langchain
 
@@ -100,7 +101,7 @@ class ChatGemini(CachingChatModel):
     cache_mode: CacheMode = "auto"
     """``auto`` (create a cache once it pays for itself), ``always`` or ``off``."""
     cache_ttl: float = 3600.0
-    """Seconds a new cache lives; caches in use are extended before they expire."""
+    """Seconds a new cache lives; caches in use are extended before they expire (positive, finite)."""
     cache_registry: Any = Field(default=None, exclude=True)
     """Where caches are remembered: ``"sqlite"`` (default, shared by the host's processes),
     ``"sqlite:///path"``, ``"memory"``, or a `CacheRegistry`."""
@@ -108,6 +109,7 @@ class ChatGemini(CachingChatModel):
     """Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."""
 
     _ls_provider: ClassVar[str] = "google_genai"
+    _limits: ClassVar[SamplingLimits] = GEMINI_LIMITS
 
     @model_validator(mode="after")
     def _connect(self) -> Self:
