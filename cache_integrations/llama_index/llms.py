@@ -61,7 +61,7 @@ from ..messages import ChatRequest, StreamChunk, ToolDefinition, tool_choice_fro
 from ..providers import ChatProvider
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
 from ..providers.glm import GLM_BASE_URL, glm_options
-from ..validation import GEMINI_LIMITS, GLM_LIMITS, SamplingLimits, check_arguments, validate_settings
+from ..validation import GEMINI_LIMITS, GLM_LIMITS, SamplingLimits, check_arguments, validate_request, validate_settings
 from ._convert import (
     StreamAccumulator,
     chat_response_from_core,
@@ -226,6 +226,7 @@ class CachingLLM(FunctionCallingLLM):
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         request = self._build_request(messages, kwargs)  # bad input raises here, not mid-iteration
+        validate_request(request, self._limits)  # (the provider's encode step runs only once iterated)
         provider = self._client.price_provider
         chunks = self._client.stream(request, layout=self.cache_friendly_layout)
 
@@ -242,6 +243,7 @@ class CachingLLM(FunctionCallingLLM):
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         request = self._build_request(messages, kwargs)
+        validate_request(request, self._limits)
         provider = self._client.price_provider
         chunks = self._client.astream(request, layout=self.cache_friendly_layout)
 
