@@ -68,7 +68,8 @@ def test_unknown_tool_choice(llm: ChatGLM) -> None:
 def test_missing_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ZHIPUAI_API_KEY", raising=False)
     # Raised as itself, not inside pydantic's ValidationError (whose message repeats the input).
-    with pytest.raises(ConfigurationError, match=r"ChatGLM needs an API key: pass api_key=\.\.\. or set ZHIPUAI_API_KEY"):
+    missing = r"ChatGLM needs an API key: pass api_key=\.\.\. or set ZHIPUAI_API_KEY"
+    with pytest.raises(ConfigurationError, match=missing):
         ChatGLM()
 
 

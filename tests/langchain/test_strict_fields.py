@@ -40,7 +40,9 @@ def test_a_misspelled_base_url_fails_with_a_hint_instead_of_calling_production()
 
 
 def test_a_misspelled_temperature_is_not_dropped() -> None:
-    with pytest.raises(ConfigurationError, match=r"ChatGemini: unknown argument 'temprature'; did you mean 'temperature'\?"):
+    with pytest.raises(
+        ConfigurationError, match=r"ChatGemini: unknown argument 'temprature'; did you mean 'temperature'\?"
+    ):
         ChatGemini(api_key=SECRET, temprature=5, cache_registry="memory")
 
 
@@ -75,7 +77,9 @@ def test_key_aliases_still_work() -> None:
 
 
 def test_two_spellings_of_one_field_are_rejected_without_echoing_either() -> None:
-    with pytest.raises(ConfigurationError, match=r"ChatGLM: 'api_key' and 'zhipuai_api_key' both set 'api_key'") as info:
+    with pytest.raises(
+        ConfigurationError, match=r"ChatGLM: 'api_key' and 'zhipuai_api_key' both set 'api_key'"
+    ) as info:
         ChatGLM(api_key="first-key", zhipuai_api_key=SECRET)
     assert SECRET not in _chain(info.value) and "first-key" not in _chain(info.value)
 

@@ -20,7 +20,9 @@ def test_a_misspelled_base_url_fails_with_a_hint(emu: Emulator) -> None:
 
 
 def test_a_misspelled_temperature_is_not_dropped(emu: Emulator, clock: object) -> None:
-    with pytest.raises(ConfigurationError, match=r"Gemini: unknown argument 'temprature'; did you mean 'temperature'\?"):
+    with pytest.raises(
+        ConfigurationError, match=r"Gemini: unknown argument 'temprature'; did you mean 'temperature'\?"
+    ):
         make_gemini(emu, clock, temprature=5)  # type: ignore[arg-type]
 
 
