@@ -459,7 +459,7 @@ class CacheDiagnostics:
     # -- conversations ----------------------------------------------------------------------------
 
     def _start(self, scope: str | None, session: str | None, observed: _Observed) -> _Conversation:
-        label = session if session is not None and session not in self._conversations else None
+        label = session  # a session's own id names it, unless that name is taken (then "<session>#<n>")
         while label is None or label in self._conversations:
             n = next(self._ids)
             label = f"c{n}" if session is None else f"{session}#{n}"

@@ -111,6 +111,17 @@ def test_a_session_named_like_an_automatic_id_is_its_own_conversation() -> None:
     assert (again.conversation, again.call_index, again.cause) == ("c1", 1, None)
 
 
+def test_a_session_arriving_after_an_automatic_id_of_its_name_gets_its_own_label() -> None:
+    diag = _diag(FakeClock())
+    auto = _call(diag, COMMON + "Tenant B rules.")  # named c1 automatically
+    mine = _call(diag, COMMON + "Tenant A rules.", session=auto.conversation)
+    auto_again = _call(diag, COMMON + "Tenant B rules.")
+    mine_again = _call(diag, COMMON + "Tenant A rules.", session=auto.conversation)
+    assert mine.conversation != auto.conversation and mine.conversation.startswith(f"{auto.conversation}#")
+    assert (auto_again.conversation, auto_again.call_index, auto_again.cause) == (auto.conversation, 1, None)
+    assert (mine_again.conversation, mine_again.call_index, mine_again.cause) == (mine.conversation, 1, None)
+
+
 def test_tenants_with_different_credentials_never_merge() -> None:
     diag = _diag(FakeClock())
     a = _call(diag, COMMON + "Tenant A rules.", scope="key-a")
