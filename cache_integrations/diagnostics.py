@@ -34,10 +34,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from .errors import ConfigurationError
 from .layout import canonical_json, stable_prefix_length
 from .messages import Message, TextPart, ToolDefinition
 from .pricing import PriceBook, default_price_book
 from .usage import Usage
+from .validation import check_seconds
 
 __all__ = [
     "CAUSES",
@@ -406,10 +408,11 @@ class CacheDiagnostics:
     diagnoses: list[Diagnosis] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_conversations, bool) or not isinstance(self.max_conversations, int):
+            raise ConfigurationError(f"max_conversations: expected an integer >= 1, got {self.max_conversations!r}")
         if self.max_conversations < 1:
-            raise ValueError(f"max_conversations: expected an integer >= 1, got {self.max_conversations!r}")
-        if not self.max_age > 0:
-            raise ValueError(f"max_age: expected a positive number of seconds, got {self.max_age!r}")
+            raise ConfigurationError(f"max_conversations: expected an integer >= 1, got {self.max_conversations!r}")
+        check_seconds("max_age", self.max_age)
 
     @property
     def tracked_conversations(self) -> int:

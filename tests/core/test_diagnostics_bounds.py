@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
+import pytest
+
+from cache_integrations import ConfigurationError
 from cache_integrations.diagnostics import DEFAULT_MAX_AGE, DEFAULT_MAX_CONVERSATIONS, CacheDiagnostics, Diagnosis
 from cache_integrations.messages import Message
 from cache_integrations.testing import FakeClock
@@ -141,3 +145,9 @@ def test_an_edited_system_prompt_is_still_diagnosed_within_one_credential() -> N
     _call(diag, COMMON + "Version 1.", scope="key-a")
     d = _call(diag, COMMON + "Version 2.", scope="key-a")
     assert (d.call_index, d.cause) == (1, "system_prompt_changed")
+
+
+def test_bad_bounds_are_configuration_errors() -> None:
+    for kwargs in ({"max_conversations": 0}, {"max_age": math.nan}, {"max_age": 0}):
+        with pytest.raises(ConfigurationError, match=next(iter(kwargs))):
+            CacheDiagnostics(**kwargs)  # type: ignore[arg-type]
