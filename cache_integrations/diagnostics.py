@@ -21,19 +21,20 @@ Prompt text never leaves the process unless `trace_prompts=True`.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from ._conversations import ConversationBook, Observed, Unit, credential_scope
+from ._conversations import common_start as _common_start
 from .errors import ConfigurationError
 from .layout import canonical_json, stable_prefix_length
 from .messages import Message, TextPart, ToolDefinition
@@ -218,48 +219,6 @@ def _unit_text(message: Message) -> str:
     return "\x1f".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    exact: str
-    normalized: str
-    chars: int
-    text: str  # kept in memory only (and in the trace only with trace_prompts=True)
-
-
-@dataclass(frozen=True, slots=True)
-class _Observed:
-    """The latest request of a conversation: all a diagnosis of the next one compares with."""
-
-    model: str
-    units: tuple[_Unit, ...]
-    tool_names: tuple[str, ...]
-    stable_units: int
-    at: float
-
-
-@dataclass(slots=True)
-class _Conversation:
-    label: str
-    scope: str | None
-    session: str | None
-    latest: _Observed
-    calls: int = 0
-
-
-def credential_scope(client: Any) -> str | None:
-    """An opaque id of a provider client's credential and endpoint, to keep tenants apart.
-
-    Derived from the client's ``credential_fingerprint`` (itself a hash) with a second, domain-separated
-    hash, so it can travel in invocation parameters and traces without revealing anything about the key.
-    """
-    fingerprint = getattr(client, "credential_fingerprint", None)
-    if not isinstance(fingerprint, str):
-        fingerprint = getattr(getattr(client, "client", None), "credential_fingerprint", None)
-    if not isinstance(fingerprint, str):
-        return None
-    return hashlib.sha256(b"cache-integrations/diagnostics-scope/v1\0" + fingerprint.encode()).hexdigest()[:16]
-
-
 _NORMALIZED: OrderedDict[str, str] = OrderedDict()
 _NORMALIZED_MAX = 4096
 _normalized_lock = threading.Lock()
@@ -281,12 +240,12 @@ def _normalized_hash(exact: str, text: str) -> str:
     return normalized
 
 
-def _unit(text: str) -> _Unit:
+def _unit(text: str) -> Unit:
     exact = _h(text)
-    return _Unit(exact, _normalized_hash(exact, text), len(text), text)
+    return Unit(exact, _normalized_hash(exact, text), len(text), text)
 
 
-def _units(model: str, messages: Sequence[Message], tools: Sequence[ToolDefinition]) -> tuple[_Unit, ...]:
+def _units(model: str, messages: Sequence[Message], tools: Sequence[ToolDefinition]) -> tuple[Unit, ...]:
     head = canonical_json([model, [[t.name, t.description, dict(t.parameters)] for t in tools]])
     return tuple(_unit(t) for t in (head, *(_unit_text(m) for m in messages)))
 
@@ -337,20 +296,11 @@ class Diagnosis:
         return out
 
 
-_LINEAGE_CHARS = 200
-"""Characters two first messages must share from the start to belong to one conversation."""
-
-
-def _common_start(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
-
-
 @dataclass(frozen=True, slots=True)
 class _Call:
     model: str
     provider: str | None
-    units: tuple[_Unit, ...]
+    units: tuple[Unit, ...]
     tool_names: tuple[str, ...]
     usage: Usage
     at: float
@@ -400,9 +350,7 @@ class CacheDiagnostics:
     miss_tolerance: float = 0.9
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS
     max_age: float = DEFAULT_MAX_AGE
-    _conversations: OrderedDict[str, _Conversation] = field(default_factory=OrderedDict, init=False, repr=False)
-    _sessions: dict[tuple[str | None, str], str] = field(default_factory=dict, init=False, repr=False)
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), init=False, repr=False)
+    _book: ConversationBook = field(default_factory=ConversationBook, init=False, repr=False)
     _warned: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     diagnoses: list[Diagnosis] = field(default_factory=list, init=False, repr=False)
@@ -418,7 +366,13 @@ class CacheDiagnostics:
     def tracked_conversations(self) -> int:
         """How many conversations are remembered right now (at most `max_conversations`)."""
         with self._lock:
-            return len(self._conversations)
+            return len(self._book)
+
+    @property
+    def tracked_sessions(self) -> int:
+        """How many caller session ids are remembered right now (at most `max_conversations`)."""
+        with self._lock:
+            return self._book.sessions
 
     def observe(
         self,
@@ -440,85 +394,25 @@ class CacheDiagnostics:
         units = _units(model, messages, tools)
         call = _Call(model, provider, units, tuple(t.name for t in tools), usage or Usage(), self.clock())
         stable = stable_prefix_length(messages) + 1  # + the model/tools unit
-        observed = _Observed(model, units, call.tool_names, stable, call.at)
+        observed = Observed(model, units, call.tool_names, stable, call.at)
         with self._lock:
-            self._forget_older_than(call.at - self.max_age)
-            conversation = self._parent(units, scope, session)
+            book = self._book
+            book.forget_idle_since(call.at - self.max_age)
+            conversation = book.find(units, scope, session, candidates=self.keep_requests)
             parent = conversation.latest if conversation is not None else None
             if conversation is None:
-                conversation = self._start(scope, session, observed)
+                conversation = book.start(scope, session, observed)
             index = conversation.calls
-            conversation.calls += 1
             diagnosis = self._diagnose(call, parent, conversation.label, index)
-            conversation.latest = observed
-            self._conversations.move_to_end(conversation.label)
-            while len(self._conversations) > self.max_conversations:
-                self._forget(self._conversations.popitem(last=False)[1])
+            book.record(conversation, observed, cap=self.max_conversations)
             self.diagnoses.append(diagnosis)
             del self.diagnoses[: -10 * self.keep_requests]
         self._report(diagnosis, units)
         return diagnosis
 
-    # -- conversations ----------------------------------------------------------------------------
-
-    def _start(self, scope: str | None, session: str | None, observed: _Observed) -> _Conversation:
-        label = session  # a session's own id names it, unless that name is taken (then "<session>#<n>")
-        while label is None or label in self._conversations:
-            n = next(self._ids)
-            label = f"c{n}" if session is None else f"{session}#{n}"
-        conversation = _Conversation(label, scope, session, observed)
-        self._conversations[label] = conversation
-        if session is not None:
-            self._sessions[(scope, session)] = label
-        return conversation
-
-    def _forget(self, conversation: _Conversation) -> None:
-        if conversation.session is not None:
-            self._sessions.pop((conversation.scope, conversation.session), None)
-
-    def _forget_older_than(self, cutoff: float) -> None:
-        """Drop conversations idle since before `cutoff`; they sit at the front (least recently active)."""
-        while self._conversations:
-            oldest = next(iter(self._conversations.values()))
-            if oldest.latest.at >= cutoff:
-                return
-            del self._conversations[oldest.label]
-            self._forget(oldest)
-
-    def _parent(self, units: tuple[_Unit, ...], scope: str | None, session: str | None) -> _Conversation | None:
-        if session is not None:
-            label = self._sessions.get((scope, session))
-            return self._conversations.get(label) if label is not None else None
-        # A new call continues a conversation from its latest request: score only those of the same
-        # credential without a session id, newest first.
-        candidates = list(
-            itertools.islice(
-                (c for c in reversed(self._conversations.values()) if c.session is None and c.scope == scope),
-                self.keep_requests,
-            )
-        )
-        mine = {u.normalized: u.chars for u in units}
-        best, best_score = None, 0
-        for conversation in candidates:  # ties go to the most recent conversation
-            observed = conversation.latest
-            score = sum(mine.get(u.normalized, 0) for u in observed.units[1:])
-            score += 1 if observed.units[0].normalized == units[0].normalized else 0
-            if score > best_score:
-                best, best_score = conversation, score
-        # share at least one message's content (a common system prompt, say) to count as lineage
-        if best is not None and best_score > 1:
-            return best
-        # An edited first message shares no whole unit: fall back to a long common start.
-        if len(units) > 1:
-            for conversation in candidates:
-                sent = conversation.latest.units
-                if len(sent) > 1 and _common_start(units[1].text, sent[1].text) >= _LINEAGE_CHARS:
-                    return conversation
-        return None
-
     # -- diagnosis --------------------------------------------------------------------------------
 
-    def _diagnose(self, call: _Call, parent: _Observed | None, conversation: str, index: int) -> Diagnosis:
+    def _diagnose(self, call: _Call, parent: Observed | None, conversation: str, index: int) -> Diagnosis:
         units, usage = call.units, call.usage
         per_char = usage.input_tokens / (sum(u.chars for u in units) or 1) if usage.input_tokens else 0.25
         tokens = [round(u.chars * per_char) for u in units]
@@ -552,7 +446,7 @@ class CacheDiagnostics:
             prefix_fingerprint=units[-1].exact if units else "",
         )
 
-    def _judge(self, call: _Call, parent: _Observed, tokens: list[int], verdict: _Verdict) -> None:
+    def _judge(self, call: _Call, parent: Observed, tokens: list[int], verdict: _Verdict) -> None:
         """Fill `verdict` for a call whose conversation has an earlier request."""
         units, sent, usage = call.units, parent.units, call.usage
         matched = 0
@@ -589,7 +483,7 @@ class CacheDiagnostics:
         else:
             verdict.detail = "prefix stable"
 
-    def _classify(self, call: _Call, parent: _Observed, d: int, verdict: _Verdict) -> None:
+    def _classify(self, call: _Call, parent: Observed, d: int, verdict: _Verdict) -> None:
         """Name the first differing unit's change: which message, where, and what kind."""
         new, old = call.units[d], parent.units[d]
         first = _common_start(new.text, old.text)
@@ -635,7 +529,7 @@ class CacheDiagnostics:
 
     # -- reporting --------------------------------------------------------------------------------
 
-    def _report(self, diagnosis: Diagnosis, units: tuple[_Unit, ...]) -> None:
+    def _report(self, diagnosis: Diagnosis, units: tuple[Unit, ...]) -> None:
         if diagnosis.cause and diagnosis.lost_tokens > 0 and self.warn:
             key = (diagnosis.cause, diagnosis.model)
             with self._lock:

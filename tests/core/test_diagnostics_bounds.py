@@ -43,8 +43,7 @@ def test_ten_thousand_sessions_stay_within_the_cap() -> None:
         _call(diag, f"Tenant {n} rules.", session=f"session-{n}")
         clock.advance(0.01)
     assert diag.tracked_conversations <= DEFAULT_MAX_CONVERSATIONS
-    assert len(diag._sessions) <= DEFAULT_MAX_CONVERSATIONS
-    assert len(diag._conversations) <= DEFAULT_MAX_CONVERSATIONS
+    assert diag.tracked_sessions <= DEFAULT_MAX_CONVERSATIONS
     # Recent sessions are still diagnosed against their own history...
     same = _call(diag, "Tenant 10499 rules.", session="session-10499")
     assert (same.conversation, same.call_index, same.cause) == ("session-10499", 1, None)
@@ -91,7 +90,7 @@ def test_the_cap_holds_under_threads() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert diag.tracked_conversations == 50 and len(diag._sessions) == 50
+    assert diag.tracked_conversations == 50 and diag.tracked_sessions == 50
 
 
 def test_tenants_with_their_own_session_ids_never_merge() -> None:
