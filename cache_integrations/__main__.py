@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .doctor import doctor_report, load_trace
+from .doctor import doctor_report, read_trace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,12 +15,14 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("trace", help="a trace written by a handler created with trace=...")
     doctor.add_argument("--buckets", type=int, default=8, help="rows of the hit-rate-over-time table")
     args = parser.parse_args(argv)
+    if args.buckets < 1:
+        parser.error(f"--buckets: expected an integer >= 1, got {args.buckets}")
     try:
-        records = load_trace(args.trace)
+        trace = read_trace(args.trace)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(doctor_report(records, buckets=args.buckets))
+    print(doctor_report(trace, buckets=args.buckets))
     return 0
 
 

@@ -12,6 +12,9 @@ Each unit has an exact hash and a *normalized* hash, computed after masking vola
 (timestamps, dates, times, UUIDs, long hex ids, epoch numbers), which lets a request be matched to
 its conversation even when a timestamp broke its prefix. Conversations are keyed by a caller's
 session id when given, otherwise by lineage: the recent request the new one shares most content with.
+Conversations never merge across credentials (a call's `scope`, derived from its API key and
+endpoint) nor across session ids. State is bounded: at most `max_conversations` conversations, each
+remembering only its latest request, forgotten after `max_age` seconds without a call.
 Prompt text never leaves the process unless `trace_prompts=True`.
 """
 
@@ -30,17 +33,24 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from ._conversations import ConversationBook, Observed, Unit, credential_scope
+from ._conversations import common_start as _common_start
+from .errors import ConfigurationError
 from .layout import canonical_json, stable_prefix_length
 from .messages import Message, TextPart, ToolDefinition
 from .pricing import PriceBook, default_price_book
 from .usage import Usage
+from .validation import check_seconds
 
 __all__ = [
     "CAUSES",
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_CONVERSATIONS",
     "CacheDiagnostics",
     "Cause",
     "Diagnosis",
     "LintFinding",
+    "credential_scope",
     "find_volatile",
     "lint_messages",
 ]
@@ -105,6 +115,12 @@ CAUSES: dict[str, tuple[str, str]] = {
 # Flash models (2048-4096 on others). None means unknown: that check is skipped.
 DEFAULT_MINIMUMS: dict[str, int] = {"zhipuai": 0, "zai": 0, "openai": 1024, "google": 1024, "deepseek": 0}
 DEFAULT_TTLS: dict[str, float] = {"openai": 300.0, "google": 3600.0}
+
+DEFAULT_MAX_CONVERSATIONS = 1024
+"""Conversations a `CacheDiagnostics` tracks at once; the least recently active is forgotten first."""
+DEFAULT_MAX_AGE = 6 * 3600.0
+"""Seconds without a call after which a conversation is forgotten (longer than any provider's cache TTL,
+so `ttl_elapsed` is still diagnosed)."""
 
 _VOLATILE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("timestamp", re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")),
@@ -203,25 +219,6 @@ def _unit_text(message: Message) -> str:
     return "\x1f".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    exact: str
-    normalized: str
-    chars: int
-    text: str  # kept in memory only (and in the trace only with trace_prompts=True)
-
-
-@dataclass
-class _Observed:
-    conversation: str
-    model: str
-    units: tuple[_Unit, ...]
-    tool_names: tuple[str, ...]
-    stable_units: int
-    at: float
-    index: int
-
-
 _NORMALIZED: OrderedDict[str, str] = OrderedDict()
 _NORMALIZED_MAX = 4096
 _normalized_lock = threading.Lock()
@@ -243,12 +240,12 @@ def _normalized_hash(exact: str, text: str) -> str:
     return normalized
 
 
-def _unit(text: str) -> _Unit:
+def _unit(text: str) -> Unit:
     exact = _h(text)
-    return _Unit(exact, _normalized_hash(exact, text), len(text), text)
+    return Unit(exact, _normalized_hash(exact, text), len(text), text)
 
 
-def _units(model: str, messages: Sequence[Message], tools: Sequence[ToolDefinition]) -> tuple[_Unit, ...]:
+def _units(model: str, messages: Sequence[Message], tools: Sequence[ToolDefinition]) -> tuple[Unit, ...]:
     head = canonical_json([model, [[t.name, t.description, dict(t.parameters)] for t in tools]])
     return tuple(_unit(t) for t in (head, *(_unit_text(m) for m in messages)))
 
@@ -299,20 +296,11 @@ class Diagnosis:
         return out
 
 
-_LINEAGE_CHARS = 200
-"""Characters two first messages must share from the start to belong to one conversation."""
-
-
-def _common_start(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
-
-
 @dataclass(frozen=True, slots=True)
 class _Call:
     model: str
     provider: str | None
-    units: tuple[_Unit, ...]
+    units: tuple[Unit, ...]
     tool_names: tuple[str, ...]
     usage: Usage
     at: float
@@ -332,6 +320,9 @@ class _Verdict:
         self.cause, self.detail, self.message_index, self.char_offset = cause, detail, message_index, char_offset
 
 
+_MAX_WARNED = 1024  # (cause, model) pairs remembered for warn-once; cleared when full
+
+
 @dataclass
 class CacheDiagnostics:
     """Tracks the prefix of every observed call and explains cache misses.
@@ -339,6 +330,13 @@ class CacheDiagnostics:
     `trace` writes one JSON line per call (fingerprints, offsets, usage, the diagnosis; prompt text
     only with `trace_prompts`). `warn` logs one warning per cause and model, not per call.
     `minimums` / `ttls` are implicit-cache rules per provider id.
+
+    Memory is bounded whatever the traffic: at most `max_conversations` conversations are tracked
+    (the least recently active is forgotten first), each holding only its latest request, and a
+    conversation without a call for `max_age` seconds (on `clock`) is forgotten. A forgotten
+    conversation that resumes starts over as a new one ("first call of its conversation").
+    `keep_requests` is how many recent conversations a call without a session id is matched against
+    (and a tenth of how many diagnoses `diagnoses` keeps).
     """
 
     trace: str | Path | None = None
@@ -350,13 +348,31 @@ class CacheDiagnostics:
     clock: Callable[[], float] = time.time
     keep_requests: int = 256
     miss_tolerance: float = 0.9
-    _recent: OrderedDict[str, _Observed] = field(default_factory=OrderedDict, init=False, repr=False)
-    _sessions: dict[str, str] = field(default_factory=dict, init=False, repr=False)
-    _latest: OrderedDict[str, str] = field(default_factory=OrderedDict, init=False, repr=False)
-    _counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    max_conversations: int = DEFAULT_MAX_CONVERSATIONS
+    max_age: float = DEFAULT_MAX_AGE
+    _book: ConversationBook = field(default_factory=ConversationBook, init=False, repr=False)
     _warned: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     diagnoses: list[Diagnosis] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_conversations, bool) or not isinstance(self.max_conversations, int):
+            raise ConfigurationError(f"max_conversations: expected an integer >= 1, got {self.max_conversations!r}")
+        if self.max_conversations < 1:
+            raise ConfigurationError(f"max_conversations: expected an integer >= 1, got {self.max_conversations!r}")
+        check_seconds("max_age", self.max_age)
+
+    @property
+    def tracked_conversations(self) -> int:
+        """How many conversations are remembered right now (at most `max_conversations`)."""
+        with self._lock:
+            return len(self._book)
+
+    @property
+    def tracked_sessions(self) -> int:
+        """How many caller session ids are remembered right now (at most `max_conversations`)."""
+        with self._lock:
+            return self._book.sessions
 
     def observe(
         self,
@@ -367,61 +383,36 @@ class CacheDiagnostics:
         usage: Usage | None,
         provider: str | None = None,
         session: str | None = None,
+        scope: str | None = None,
     ) -> Diagnosis:
-        """Diagnose one finished call (its request as sent, and the usage the provider reported)."""
+        """Diagnose one finished call (its request as sent, and the usage the provider reported).
+
+        `session` is the caller's conversation id (``session_id`` / ``thread_id`` in run metadata);
+        `scope` identifies the credential and endpoint (see `credential_scope`). Calls with different
+        scopes or different sessions are never treated as one conversation.
+        """
         units = _units(model, messages, tools)
         call = _Call(model, provider, units, tuple(t.name for t in tools), usage or Usage(), self.clock())
+        stable = stable_prefix_length(messages) + 1  # + the model/tools unit
+        observed = Observed(model, units, call.tool_names, stable, call.at)
         with self._lock:
-            parent = self._parent(units, session)
-            conversation = parent.conversation if parent else (session or f"c{len(self._counts) + 1}")
-            index = self._counts.get(conversation, 0)
-            self._counts[conversation] = index + 1
-            diagnosis = self._diagnose(call, parent, conversation, index)
-            stable = stable_prefix_length(messages) + 1  # + the model/tools unit
-            self._recent[f"{conversation}:{index}"] = _Observed(
-                conversation, model, units, call.tool_names, stable, call.at, index
-            )
-            if session:
-                self._sessions[session] = f"{conversation}:{index}"
-            self._latest[conversation] = f"{conversation}:{index}"
-            self._latest.move_to_end(conversation)
-            while len(self._recent) > self.keep_requests:
-                self._recent.popitem(last=False)
-            while len(self._latest) > self.keep_requests:
-                self._latest.popitem(last=False)
+            book = self._book
+            book.forget_idle_since(call.at - self.max_age)
+            conversation = book.find(units, scope, session, candidates=self.keep_requests)
+            parent = conversation.latest if conversation is not None else None
+            if conversation is None:
+                conversation = book.start(scope, session, observed)
+            index = conversation.calls
+            diagnosis = self._diagnose(call, parent, conversation.label, index)
+            book.record(conversation, observed, cap=self.max_conversations)
             self.diagnoses.append(diagnosis)
             del self.diagnoses[: -10 * self.keep_requests]
         self._report(diagnosis, units)
         return diagnosis
 
-    # -- lineage ----------------------------------------------------------------------------------
-
-    def _parent(self, units: tuple[_Unit, ...], session: str | None) -> _Observed | None:
-        if session is not None:
-            key = self._sessions.get(session)
-            return self._recent.get(key) if key else None
-        # A new call continues a conversation from its latest request: score only those, newest first.
-        candidates = [o for k in reversed(self._latest.values()) if (o := self._recent.get(k)) is not None]
-        mine = {u.normalized: u.chars for u in units}
-        best, best_score = None, 0
-        for observed in candidates:  # ties go to the most recent conversation
-            score = sum(mine.get(u.normalized, 0) for u in observed.units[1:])
-            score += 1 if observed.units[0].normalized == units[0].normalized else 0
-            if score > best_score:
-                best, best_score = observed, score
-        # share at least one message's content (a common system prompt, say) to count as lineage
-        if best is not None and best_score > 1:
-            return best
-        # An edited first message shares no whole unit: fall back to a long common start.
-        if len(units) > 1:
-            for observed in candidates:
-                if len(observed.units) > 1 and _common_start(units[1].text, observed.units[1].text) >= _LINEAGE_CHARS:
-                    return observed
-        return None
-
     # -- diagnosis --------------------------------------------------------------------------------
 
-    def _diagnose(self, call: _Call, parent: _Observed | None, conversation: str, index: int) -> Diagnosis:
+    def _diagnose(self, call: _Call, parent: Observed | None, conversation: str, index: int) -> Diagnosis:
         units, usage = call.units, call.usage
         per_char = usage.input_tokens / (sum(u.chars for u in units) or 1) if usage.input_tokens else 0.25
         tokens = [round(u.chars * per_char) for u in units]
@@ -455,7 +446,7 @@ class CacheDiagnostics:
             prefix_fingerprint=units[-1].exact if units else "",
         )
 
-    def _judge(self, call: _Call, parent: _Observed, tokens: list[int], verdict: _Verdict) -> None:
+    def _judge(self, call: _Call, parent: Observed, tokens: list[int], verdict: _Verdict) -> None:
         """Fill `verdict` for a call whose conversation has an earlier request."""
         units, sent, usage = call.units, parent.units, call.usage
         matched = 0
@@ -492,7 +483,7 @@ class CacheDiagnostics:
         else:
             verdict.detail = "prefix stable"
 
-    def _classify(self, call: _Call, parent: _Observed, d: int, verdict: _Verdict) -> None:
+    def _classify(self, call: _Call, parent: Observed, d: int, verdict: _Verdict) -> None:
         """Name the first differing unit's change: which message, where, and what kind."""
         new, old = call.units[d], parent.units[d]
         first = _common_start(new.text, old.text)
@@ -538,11 +529,13 @@ class CacheDiagnostics:
 
     # -- reporting --------------------------------------------------------------------------------
 
-    def _report(self, diagnosis: Diagnosis, units: tuple[_Unit, ...]) -> None:
+    def _report(self, diagnosis: Diagnosis, units: tuple[Unit, ...]) -> None:
         if diagnosis.cause and diagnosis.lost_tokens > 0 and self.warn:
             key = (diagnosis.cause, diagnosis.model)
             with self._lock:
                 first = key not in self._warned
+                if first and len(self._warned) >= _MAX_WARNED:
+                    self._warned.clear()
                 self._warned.add(key)
             if first:
                 where = "" if diagnosis.message_index is None else f" at messages[{diagnosis.message_index}]"

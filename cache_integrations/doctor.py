@@ -9,27 +9,96 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from .diagnostics import CAUSES
 
-__all__ = ["doctor_report", "load_trace"]
+__all__ = ["Trace", "doctor_report", "load_trace", "read_trace"]
+
+_INT_FIELDS = ("input_tokens", "reported_cached_tokens", "expected_cacheable_tokens", "lost_tokens", "call_index")
+_OPTIONAL_INT_FIELDS = ("message_index", "char_offset", "token_offset")
+_SKIPPED_EXAMPLES = 5
 
 
-def load_trace(path: str | Path) -> list[dict[str, Any]]:
-    """The trace's records, oldest first; a line that is not JSON is reported, not silently skipped."""
-    records = []
-    with open(path, encoding="utf-8") as fh:
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A trace file's valid records, oldest first, and the lines that were skipped as malformed."""
+
+    records: list[dict[str, Any]]
+    skipped: int = 0
+    """How many non-blank lines were not a well-formed record (not JSON, not an object, bad field types)."""
+    examples: tuple[tuple[int, str], ...] = ()
+    """The first few skipped lines: (line number, why)."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _problem(record: Any) -> str | None:
+    """Why a parsed line is not a record the report can use (None when it is)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    for name in _INT_FIELDS:
+        if record.get(name) is not None and not _is_int(record[name]):
+            return f"{name} is {record[name]!r}, not an integer"
+    for name in _OPTIONAL_INT_FIELDS:
+        if record.get(name) is not None and not _is_int(record[name]):
+            return f"{name} is {record[name]!r}, not an integer"
+    for name in ("cause", "conversation", "detail"):
+        if record.get(name) is not None and not isinstance(record[name], (str, int)):
+            return f"{name} is {type(record[name]).__name__}, not a string"
+    lost_usd = record.get("lost_usd")
+    if lost_usd is not None:
+        try:
+            if isinstance(lost_usd, bool) or not Decimal(str(lost_usd)).is_finite():
+                raise InvalidOperation
+        except (InvalidOperation, ValueError):
+            return f"lost_usd is {lost_usd!r}, not an amount"
+    return None
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Read a trace, skipping (and counting) lines that are not well-formed records.
+
+    A trace is appended to by running processes, so a truncated last line, a line from another tool
+    or a hand edit must not hide everything else it holds.
+    """
+    records: list[dict[str, Any]] = []
+    skipped = 0
+    examples: list[tuple[int, str]] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError as exc:
-                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from exc
-    return records
+                problem: str | None = f"not valid JSON ({exc.__class__.__name__})"
+            else:
+                problem = _problem(record)
+            if problem is None:
+                records.append(record)
+                continue
+            skipped += 1
+            if len(examples) < _SKIPPED_EXAMPLES:
+                examples.append((n, problem))
+    return Trace(records, skipped, tuple(examples))
+
+
+def load_trace(path: str | Path) -> list[dict[str, Any]]:
+    """The trace's well-formed records, oldest first (see `read_trace` for what was skipped)."""
+    return read_trace(path).records
+
+
+def _skipped_note(trace: Trace) -> list[str]:
+    if not trace.skipped:
+        return []
+    shown = "; ".join(f"line {n}: {why}" for n, why in trace.examples)
+    more = ", ..." if trace.skipped > len(trace.examples) else ""
+    return [f"Skipped {trace.skipped} malformed line(s) of the trace ({shown}{more}).", ""]
 
 
 @dataclass
@@ -55,14 +124,19 @@ def _table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> list[str
     return [fmt[0], "  ".join("-" * w for w in widths if w).rstrip(), *fmt[1:]]
 
 
-def doctor_report(records: list[dict[str, Any]], buckets: int = 8) -> str:
+def doctor_report(records: list[dict[str, Any]] | Trace, buckets: int = 8) -> str:
+    """The report of a trace's records (a `Trace` also reports the lines it skipped)."""
+    trace = records if isinstance(records, Trace) else Trace(list(records))
+    records = trace.records
+    note = _skipped_note(trace)
     if not records:
-        return "The trace is empty: no calls were recorded."
+        return "\n".join([*note, "The trace is empty: no calls were recorded."])
     conversations = {r.get("conversation") for r in records}
     inputs = sum(int(r.get("input_tokens") or 0) for r in records)
     cached = sum(int(r.get("reported_cached_tokens") or 0) for r in records)
     expected = sum(int(r.get("expected_cacheable_tokens") or 0) for r in records)
     lines = [
+        *note,
         f"{len(records)} calls in {len(conversations)} conversation(s); {inputs} input tokens, {cached} served "
         f"from cache ({_pct(cached, inputs)} %).",
         f"Whole messages each call shared with the previous one of its conversation: {expected} tokens; "

@@ -20,11 +20,13 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from ..errors import InvalidRequestError
+from ..diagnostics import credential_scope
+from ..errors import CacheIntegrationsError, InvalidRequestError
 from ..messages import ChatRequest, tool_choice_from_spec
 from ..providers import ChatProvider
+from ..validation import SamplingLimits, check_arguments, check_tools, validate_settings
 from ._convert import (
     ai_message_from_response,
     message_chunk_from_stream,
@@ -61,11 +63,40 @@ class CachingChatModel(BaseChatModel):
     http_async_client: Any = Field(default=None, exclude=True)
     """An `httpx.AsyncClient` to use."""
 
-    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
+    # extra="forbid": a misspelled argument (base_ur=, temprature=) fails instead of being dropped.
+    model_config = ConfigDict(
+        populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid"
+    )
 
     _ls_provider: ClassVar[str] = "provider"
     _structured_tool_choice_forced: ClassVar[bool] = True
+    _limits: ClassVar[SamplingLimits]
+    """The provider's documented sampling ranges, checked at construction and on every call."""
     _client: ChatProvider = PrivateAttr()
+    _scope: str | None = PrivateAttr(default=None)
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Unknown arguments and bad settings raise `ConfigurationError` (a `ValueError`) naming them.
+
+        Our own errors are raised as they are rather than inside pydantic's `ValidationError`, whose
+        message would repeat the constructor's input, API key included.
+        """
+        check_arguments(type(self), kwargs)
+        error: CacheIntegrationsError | None = None
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as exc:
+            error = _own_error(exc)
+            if error is None:
+                raise
+        if error is not None:
+            raise error  # outside the except block: no chain back to the ValidationError and its input
+
+    @model_validator(mode="after")
+    def _check_settings(self) -> Any:
+        # Runs before the subclasses' `_connect` (pydantic runs a base class's validators first).
+        validate_settings(type(self).__name__, self._limits, self)
+        return self
 
     # -- provider hooks ---------------------------------------------------------------------------
 
@@ -85,6 +116,12 @@ class CachingChatModel(BaseChatModel):
         """The provider client (shared by sync and async calls; pooled connections)."""
         return self._client
 
+    @property
+    def _credential_scope(self) -> str | None:
+        if self._scope is None:
+            self._scope = credential_scope(self._client)
+        return self._scope
+
     # -- LangChain plumbing -----------------------------------------------------------------------
 
     @property
@@ -95,6 +132,8 @@ class CachingChatModel(BaseChatModel):
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "cache_friendly_layout": self.cache_friendly_layout,
+            # an opaque hash of key and endpoint: diagnostics never merge two tenants' conversations
+            "credential_scope": self._credential_scope,
             **self._extra_body(),
         }
 
@@ -211,7 +250,9 @@ class CachingChatModel(BaseChatModel):
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools; they are validated (JSON-serializable schemas, known tool_choice) right here."""
         formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
-        names = [tool_from_langchain(t).name for t in formatted]
+        definitions = [tool_from_langchain(t) for t in formatted]
+        check_tools(definitions)
+        names = [d.name for d in definitions]
         if tool_choice is not None:
             tool_choice_from_spec(tool_choice, names)
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
@@ -256,3 +297,12 @@ class CachingChatModel(BaseChatModel):
         parse_assign = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         parse_none = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=llm) | parse_assign.with_fallbacks([parse_none], exception_key="parsing_error")
+
+
+def _own_error(exc: ValidationError) -> CacheIntegrationsError | None:
+    """The package's own error a validator raised, if that is what failed validation."""
+    for detail in exc.errors():
+        cause = (detail.get("ctx") or {}).get("error")
+        if isinstance(cause, CacheIntegrationsError):
+            return cause
+    return None

@@ -42,6 +42,7 @@ class _Request:
     messages: tuple[Message, ...]
     tools: tuple[ToolDefinition, ...]
     session: str | None
+    scope: str | None
 
 
 def _request_of(
@@ -58,7 +59,10 @@ def _request_of(
         laid_out = apply_layout(ChatRequest(model, neutral, tools))
         neutral, tools = laid_out.messages, laid_out.tools
     session = next((str(metadata[k]) for k in _SESSION_KEYS if metadata.get(k)), None)
-    return _Request(model, neutral, tools, session)
+    # This package's models put an opaque id of their credential and endpoint in their invocation
+    # params, so tenants sharing a prompt are never diagnosed as one conversation.
+    scope = params.get("credential_scope")
+    return _Request(model, neutral, tools, session, scope if isinstance(scope, str) else None)
 
 
 __all__ = ["CacheUsageCallbackHandler", "get_cache_usage_callback"]
@@ -141,6 +145,7 @@ class CacheUsageCallbackHandler(BaseCallbackHandler):
                 usage=usage,
                 provider=meta.get("model_provider"),
                 session=request.session,
+                scope=request.scope,
             )
         self.ledger.record(usage, model=model, provider=meta.get("model_provider"), diagnosis=diagnosis, run_id=run_id)
 

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from ..clients import glm_client
 from ..providers.glm import GLM_BASE_URL, glm_options
+from ..validation import GLM_LIMITS, SamplingLimits
 from ._base import CachingChatModel
 
 __all__ = ["ChatGLM"]
@@ -52,6 +53,7 @@ class ChatGLM(CachingChatModel):
     """For glm-5.2+: ``low``, ``high`` or ``max``."""
 
     _ls_provider: ClassVar[str] = "zhipuai"
+    _limits: ClassVar[SamplingLimits] = GLM_LIMITS
     # GLM documents only tool_choice "auto": structured output offers the single tool instead of forcing it.
     _structured_tool_choice_forced: ClassVar[bool] = False
 

@@ -24,6 +24,7 @@ from ..messages import ChatRequest, tool_choice_from_spec
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider, gemini_options
 from ..providers.gemini_files import GeminiFiles
 from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
+from ..validation import GEMINI_LIMITS, SamplingLimits
 from ._base import CachingChatModel
 from ._convert import messages_from_langchain, tool_from_langchain
 
@@ -102,7 +103,7 @@ class ChatGemini(CachingChatModel):
     cache_mode: CacheMode = "auto"
     """``auto`` (create a cache once it pays for itself), ``always`` or ``off``."""
     cache_ttl: float = 3600.0
-    """Seconds a new cache lives; caches in use are extended before they expire."""
+    """Seconds a new cache lives; caches in use are extended before they expire (positive, finite)."""
     cache_registry: Any = Field(default=None, exclude=True, repr=False)  # a Redis URL may hold a password
     """Where caches are remembered: ``"sqlite"`` (default, shared by the host's processes),
     ``"sqlite:///path"``, ``"redis://host:6379/0"``, ``"memory"``, or a `CacheRegistry`."""
@@ -116,6 +117,7 @@ class ChatGemini(CachingChatModel):
 
     _ls_provider: ClassVar[str] = "google_genai"
     _media: GeminiMedia = PrivateAttr()
+    _limits: ClassVar[SamplingLimits] = GEMINI_LIMITS
 
     @model_validator(mode="after")
     def _connect(self) -> Self:

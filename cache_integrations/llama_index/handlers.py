@@ -128,6 +128,7 @@ class _InFlight:
     messages: tuple[Message, ...] | None
     tools: tuple[ToolDefinition, ...]
     session: str | None
+    scope: str | None = None
 
 
 def _in_flight(
@@ -149,7 +150,10 @@ def _in_flight(
             laid_out = apply_layout(ChatRequest(str((model_dict or {}).get("model_name")), neutral, tools))
             neutral, tools = laid_out.messages, laid_out.tools
     session = next((str(tags[k]) for k in _SESSION_KEYS if tags and tags.get(k)), None)
-    return _InFlight(model_dict, neutral, tools, session)
+    # This package's LLMs put an opaque id of their credential and endpoint in their event payload,
+    # so tenants sharing a prompt are never diagnosed as one conversation.
+    scope = (model_dict or {}).get("credential_scope")
+    return _InFlight(model_dict, neutral, tools, session, scope if isinstance(scope, str) else None)
 
 
 class _Recorder:
@@ -191,6 +195,7 @@ class _Recorder:
                 usage=usage,
                 provider=provider,
                 session=call.session,
+                scope=call.scope,
             )
         return self.ledger.record(usage, model=model, provider=provider, diagnosis=diagnosis, run_id=key)
 

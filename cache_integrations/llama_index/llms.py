@@ -48,13 +48,14 @@ from llama_index.core.base.llms.types import (
     ThinkingBlock,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from ..clients import gemini_client, glm_client
+from ..diagnostics import credential_scope
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, StreamChunk, ToolDefinition, tool_choice_from_spec
 from ..providers import ChatProvider
@@ -62,6 +63,7 @@ from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider, g
 from ..providers.gemini_files import GeminiFiles
 from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
 from ..providers.glm import GLM_BASE_URL, check_media, glm_options
+from ..validation import GEMINI_LIMITS, GLM_LIMITS, SamplingLimits, check_arguments, validate_request, validate_settings
 from ._convert import (
     StreamAccumulator,
     chat_response_from_core,
@@ -133,15 +135,22 @@ class CachingLLM(FunctionCallingLLM):
     http_client: Any = Field(default=None, exclude=True, description="An httpx.Client to use.")
     http_async_client: Any = Field(default=None, exclude=True, description="An httpx.AsyncClient to use.")
 
+    model_config = ConfigDict(extra="forbid")  # a misspelled argument (base_ur=) fails, never dropped
+
     _client: ChatProvider = PrivateAttr()
+    _scope: str | None = PrivateAttr(default=None)
     _default_context_window: ClassVar[int] = 131_072
     # What `tool_required=True` asks the provider for.
     _required_tool_choice: ClassVar[str] = "required"
+    _limits: ClassVar[SamplingLimits]  # the provider's sampling ranges, checked here and on every call
 
     def __init__(self, **data: Any) -> None:
+        check_arguments(type(self), data)  # unknown arguments: ConfigurationError with a did-you-mean
         super().__init__(**data)
-        # After validation, so a missing key raises ConfigurationError itself (not wrapped by pydantic).
+        # After validation, so a missing key or a bad setting raises ConfigurationError itself.
+        validate_settings(type(self).__name__, self._limits, self)
         self._connect()
+        self._scope = credential_scope(self._client)
 
     @classmethod
     def class_name(cls) -> str:
@@ -178,7 +187,8 @@ class CachingLLM(FunctionCallingLLM):
 
     def to_payload(self) -> dict[str, Any]:
         """LlamaIndex's payload of every LLM event, plus whether requests go through the layout step."""
-        return {**super().to_payload(), "cache_friendly_layout": self.cache_friendly_layout}
+        extra = {"cache_friendly_layout": self.cache_friendly_layout, "credential_scope": self._scope}
+        return {**super().to_payload(), **extra}  # credential_scope: diagnostics never merge two tenants
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -224,7 +234,9 @@ class CachingLLM(FunctionCallingLLM):
         return chat_response_from_core(response, self._client.price_provider)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        request = self._resolve(self._build_request(messages, kwargs))  # bad input raises here, not later
+        request = self._build_request(messages, kwargs)  # bad input raises here, not mid-iteration
+        validate_request(request, self._limits)  # (the provider's encode step runs only once iterated)
+        request = self._resolve(request)
         provider = self._client.price_provider
         chunks = self._client.stream(request, layout=self.cache_friendly_layout)
 
@@ -240,7 +252,9 @@ class CachingLLM(FunctionCallingLLM):
         return gen()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        request = await self._aresolve(self._build_request(messages, kwargs))
+        request = self._build_request(messages, kwargs)
+        validate_request(request, self._limits)
+        request = await self._aresolve(request)
         provider = self._client.price_provider
         chunks = self._client.astream(request, layout=self.cache_friendly_layout)
 
@@ -397,6 +411,7 @@ class GLM(CachingLLM):
     reasoning_effort: str | None = Field(default=None, description="For glm-5.2+: low, high or max.")
 
     _default_context_window: ClassVar[int] = 131_072
+    _limits: ClassVar[SamplingLimits] = GLM_LIMITS
     # GLM documents only tool_choice "auto": `tool_required` offers the tools without forcing them.
     _required_tool_choice: ClassVar[str] = "auto"
 
@@ -560,6 +575,7 @@ class Gemini(CachingLLM):
 
     _default_context_window: ClassVar[int] = 1_048_576
     _media: GeminiMedia = PrivateAttr()
+    _limits: ClassVar[SamplingLimits] = GEMINI_LIMITS
 
     @classmethod
     def class_name(cls) -> str:

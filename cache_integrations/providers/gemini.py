@@ -58,6 +58,7 @@ from ..messages import (
     ToolDefinition,
 )
 from ..usage import Usage
+from ..validation import GEMINI_LIMITS, validate_request
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 from .gemini_files import GeminiFiles
 from .gemini_media import check_media_support, media_to_wire
@@ -338,6 +339,7 @@ def _encode_contents(messages: Sequence[Message]) -> list[_Content]:
 
 def _prepare(request: ChatRequest, layout: bool) -> _Prepared:
     _validate(request)
+    validate_request(request, GEMINI_LIMITS)
     model = _model_id(request.model)
     messages = request.messages
     if layout:

@@ -43,6 +43,7 @@ from ..messages import (
     ToolDefinition,
 )
 from ..usage import usage_from_openai
+from ..validation import GLM_LIMITS, validate_request
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 
 __all__ = [
@@ -217,6 +218,7 @@ def encode_request(request: ChatRequest, *, stream: bool, layout: bool = True) -
     JSON value is canonical either way, so only the ordering differs when it is off.
     """
     _validate(request)
+    validate_request(request, GLM_LIMITS)
     if layout:
         request = apply_layout(request)
     head: dict[str, Any] = {"model": request.model}
