@@ -70,6 +70,8 @@ def _google(code: int, message: str, status: str) -> dict[str, Any]:
 
 GLM_RATE_LIMIT_BODY = _glm("1302", "Rate limit reached for requests")
 GLM_INSUFFICIENT_BALANCE_BODY = _glm("1113", "Insufficient balance or no resource package. Please recharge.")
+# Auth failures use Zhipu's 1000-series codes (https://docs.z.ai/api-reference/api-code), not 1210.
+GLM_AUTH_FAILED_BODY = _glm("1000", "Authentication Failed")
 GEMINI_RESOURCE_EXHAUSTED_BODY = _google(429, "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED")
 GEMINI_UNAVAILABLE_BODY = _google(503, "The model is overloaded. Please try again later.", "UNAVAILABLE")
 
@@ -101,6 +103,8 @@ def default_error_body(endpoint: Endpoint | None, status: int) -> dict[str, Any]
         return _openai("Request failed.", "invalid_request_error", None)
     if status == 429:
         return GLM_RATE_LIMIT_BODY
+    if status == 401:
+        return GLM_AUTH_FAILED_BODY
     if status == 503:
         return _glm("503", "Service Unavailable")
     if status >= 500:
