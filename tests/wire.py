@@ -63,9 +63,30 @@ class Cassette:
         return [c["usageMetadata"]["totalTokenCount"] for c in created if name in (None, c["name"])]
 
 
-def sent_usages(emu: Emulator) -> list[Mapping[str, Any]]:
-    """The usage blocks the emulator sent, oldest first (answers without usage are skipped)."""
-    return [r.usage for r in emu.requests if r.usage is not None]
+def created_caches(emu: Emulator) -> list[int]:
+    """``usageMetadata.totalTokenCount`` of each ``cachedContents`` resource the emulator created, in order."""
+    return [
+        int(r.usage["totalTokenCount"])
+        for r in emu.requests
+        if r.method == "POST" and r.path.endswith("/cachedContents") and r.usage is not None
+    ]
+
+
+def model_usages(emu: Emulator) -> list[Mapping[str, Any]]:
+    """The usage blocks of chat / generate answers only (cache resources left out), oldest first."""
+    return [r.usage for r in emu.requests if r.usage is not None and not r.path.endswith("/cachedContents")]
+
+
+def cached_tokens(usage: Mapping[str, Any]) -> int:
+    """Cached input as sent, GLM/OpenAI or Gemini."""
+    return gemini_cached(usage) if "promptTokenCount" in usage else glm_cached(usage)
+
+
+def prompt_tokens(usage: Mapping[str, Any]) -> int:
+    """Input as sent (including cached tokens), GLM/OpenAI or Gemini."""
+    if "promptTokenCount" in usage:
+        return int(usage["promptTokenCount"]) + int(usage.get("toolUsePromptTokenCount") or 0)
+    return int(usage["prompt_tokens"])
 
 
 def glm_cached(usage: Mapping[str, Any]) -> int:

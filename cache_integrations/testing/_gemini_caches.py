@@ -194,7 +194,9 @@ def handle_cache_create(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:
         segments=segments,
     )
     emu._store_cached_content(cache)
-    return json_response(200, cache.resource(), JSON_TYPE)
+    resource = cache.resource()
+    ctx.usage = resource["usageMetadata"]  # {"totalTokenCount": N}: what the cache holds, as reported
+    return json_response(200, resource, JSON_TYPE)
 
 
 def handle_cache_list(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:

@@ -83,7 +83,8 @@ class RecordedRequest:
     """One request as the emulator saw it (API keys redacted), with the status it answered.
 
     ``usage`` is the usage block the emulator sent back, exactly as on the wire (GLM/OpenAI ``usage``,
-    Gemini ``usageMetadata``; for a stream, the last one sent), or ``None`` when the answer had none.
+    Gemini ``usageMetadata``; for a stream, the last one sent; for a created ``cachedContents``
+    resource, its ``usageMetadata``), or ``None`` when the answer had none.
     Tests compare what a client reports against it, not against numbers the client computed.
     """
 
