@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from .wire import Cassette
+
 REAL_HOSTS = {"/api/paas/v4": "open.bigmodel.cn", "/v1beta": "generativelanguage.googleapis.com"}
 _KEEP_RESPONSE_HEADERS = {"content-type"}
 _SECRET_REQUEST_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
@@ -78,6 +80,13 @@ def vcr_config() -> dict[str, Any]:
         "allow_playback_repeats": True,
         "decode_compressed_response": True,
     }
+
+
+@pytest.fixture
+def cassette(vcr: Any) -> Cassette:
+    """The responses of this test's cassette (``@pytest.mark.vcr``), to compare reported usage with."""
+    assert vcr is not None, "the cassette fixture needs @pytest.mark.vcr"
+    return Cassette(vcr)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
-"""Re-record the GLM cassettes.
+"""Re-record the GLM and Gemini cassettes.
 
-By default against the project's emulator (GLM's and Gemini's wire formats, served over loopback;
-URLs are rewritten to the real hosts in the cassettes). With ``--real`` against the real APIs, using
-``ZHIPUAI_API_KEY`` and ``GEMINI_API_KEY``. Keys are redacted either way (see tests/conftest.py).
+By default against the project's emulator served over loopback: the cassettes are then emulator
+recordings in the providers' wire formats as the emulator models them, not captures of the real
+services (tests/cassettes/README.md); URLs are rewritten to the real hosts. With ``--real`` against
+the real APIs, using ``ZHIPUAI_API_KEY`` and ``GEMINI_API_KEY``. Keys are redacted either way (see
+tests/conftest.py); tests/test_no_keys_in_cassettes.py checks it.
 
     python -m tests.record_cassettes            # emulator
     ZHIPUAI_API_KEY=... GEMINI_API_KEY=... python -m tests.record_cassettes --real

@@ -26,6 +26,15 @@ of the same API key and model that is still within the TTL, after the endpoint's
 
 Errors to inject (``Emulator.inject_fault``) with the providers' real bodies are in
 ``cache_integrations.testing.faults`` (``glm_rate_limit()``, ``gemini_unavailable()``, ...).
+``Emulator(strict=True)`` rehearses failures: unknown model names get the providers' "unknown model"
+errors, and a prompt becomes cacheable only once its answer is delivered, so concurrent cold requests
+all miss. Streams report usage as the services do: GLM only with ``stream_options.include_usage``,
+Gemini with built-in tools ending in a ``usageMetadata`` without ``candidatesTokenCount``.
+
+The emulator is a model of the providers written from their documentation and recorded traffic, not
+the providers themselves: cassettes recorded from it are emulator recordings, and the hand-written
+bodies under the project's ``tests/oracle/`` (copied from public docs and real traces) check both the
+emulator and the library against the real wire format.
 """
 
 from __future__ import annotations

@@ -20,6 +20,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--stream-chunk-delay", type=float, default=0.0, help="seconds between stream chunks")
     parser.add_argument("--glm-usage-chunk", choices=("finish", "separate"), default="finish")
+    parser.add_argument(
+        "--glm-stream-usage",
+        choices=("requested", "always"),
+        default="requested",
+        help="GLM stream usage only with stream_options.include_usage (default), or always",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="reject unknown models; cache a prompt only once its answer is delivered"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
@@ -31,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency=args.latency,
         stream_chunk_delay=args.stream_chunk_delay,
         glm_usage_chunk=args.glm_usage_chunk,
+        glm_stream_usage=args.glm_stream_usage,
+        strict=args.strict,
         seed=args.seed,
     )
     where = RunningServer(host=args.host, port=args.port)

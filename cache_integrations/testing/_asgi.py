@@ -48,17 +48,20 @@ class EmulatorASGIApp:
         if response.disconnect:
             return  # no answer at all: the server closes the exchange (uvicorn sends a 500)
         out_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
-        if response.stream is None:
-            out_headers.append((b"content-length", str(len(response.body)).encode()))
+        try:
+            if response.stream is None:
+                out_headers.append((b"content-length", str(len(response.body)).encode()))
+                await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+                await send({"type": "http.response.body", "body": response.body, "more_body": False})
+                return
             await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
-            await send({"type": "http.response.body", "body": response.body, "more_body": False})
-            return
-        await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
-        for i, chunk in enumerate(response.stream):
-            if i and response.chunk_delay > 0:
-                await asyncio.sleep(response.chunk_delay)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            for i, chunk in enumerate(response.stream):
+                if i and response.chunk_delay > 0:
+                    await asyncio.sleep(response.chunk_delay)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            response.complete()  # the request is over (delivered or dropped): its prompt becomes cacheable
 
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:

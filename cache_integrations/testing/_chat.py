@@ -1,4 +1,9 @@
-"""Zhipu GLM and OpenAI-compatible chat completions (non-streaming and SSE)."""
+"""Zhipu GLM and OpenAI-compatible chat completions: validation, the scripted answer, GLM's wire format.
+
+GLM streams carry usage on the finish_reason chunk (or, with ``glm_usage_chunk="separate"``, on an
+extra ``choices: []`` chunk), and only when the request asks with ``stream_options.include_usage``
+unless ``Emulator.glm_stream_usage == "always"``. The OpenAI flavour's bodies are in ``_openai``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._context import RequestContext, key_fingerprint
 from ._http import EmulatorResponse, json_response, sse_event, sse_response
+from ._openai import OPENAI_NO_AUTH, bearer, openai_error, openai_response
 from ._render import render_chat, render_chat_content
+from ._strict import unknown_glm_model, unknown_openai_model
 from ._synth import (
     ArgumentSynthesizer,
     digest,
@@ -28,27 +35,22 @@ from ._synth import (
 if TYPE_CHECKING:
     from .emulator import Emulator
 
-__all__ = ["glm_error", "handle_chat", "handle_openai_models", "openai_error"]
+__all__ = ["Answer", "glm_error", "handle_chat"]
 
 Flavor = Literal["glm", "openai"]
 
 GLM_JSON = "application/json; charset=UTF-8"
 GLM_SSE = "text/event-stream;charset=UTF-8"
-OPENAI_JSON = "application/json"
-OPENAI_SSE = "text/event-stream; charset=utf-8"
 
 GLM_ROLES = ("system", "user", "assistant", "tool")
 OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 GLM_MESSAGES_ILLEGAL = "The messages parameter is illegal. Please check the documentation."
 GLM_INVALID_PARAMETER = "Invalid API parameter, please check the documentation."
+# Zhipu's 1000-series authentication codes (https://docs.z.ai/api-reference/api-code, read 2026-11-30):
+# 1000 "Authentication Failed" is what api.z.ai answers a wrong key with (HTTP 401, as quoted in
+# continuedev/continue#12648, 2026-06-16); 1001 a request without the header (accomplish-ai/coworker#678).
 GLM_NO_AUTH = "Authentication parameter not received in Header, unable to authenticate"
-GLM_BAD_AUTH = "Invalid Authentication Token, please confirm the correct transmission of Authentication Token."
-OPENAI_NO_AUTH = (
-    "You didn't provide an API key. You need to provide your API key in an Authorization header using "
-    "Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) "
-    "if you're accessing the API from your browser and are prompted for a username and password. You "
-    "can obtain an API key from https://platform.openai.com/account/api-keys."
-)
+GLM_BAD_AUTH = "Authentication Failed"
 _THINKING_BY_DEFAULT = re.compile(r"^glm-(4\.7|5)")
 
 
@@ -62,13 +64,6 @@ def glm_error(status: int, code: str, message: str) -> EmulatorResponse:
     return json_response(status, {"error": {"code": code, "message": message}}, GLM_JSON)
 
 
-def openai_error(
-    status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
-) -> EmulatorResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return json_response(status, body, OPENAI_JSON)
-
-
 def _bad(
     flavor: Flavor, message: str, *, param: str | None = None, code: str | None = None, glm_code: str = "1214"
 ) -> _Reject:
@@ -77,16 +72,8 @@ def _bad(
     return _Reject(openai_error(400, message, param=param, code=code))
 
 
-def _bearer(headers: Mapping[str, str]) -> str | None:
-    raw = headers.get("authorization", "")
-    if raw[:7].lower() != "bearer ":
-        return None
-    key = raw[7:].strip()
-    return key or None
-
-
 @dataclass
-class _Answer:
+class Answer:
     reasoning: str = ""
     content: str | None = ""
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)  # (id, name, arguments)
@@ -280,7 +267,7 @@ def _tool_name_for(messages: list[Any], call_id: str) -> str:
     return ""
 
 
-def _compose(emu: Emulator, body: Mapping[str, Any], flavor: Flavor, thinking: bool, seq: int) -> _Answer:
+def _compose(emu: Emulator, body: Mapping[str, Any], flavor: Flavor, thinking: bool, seq: int) -> Answer:
     tok = emu.tokenizer
     messages: list[Any] = body["messages"]
     last = messages[-1]
@@ -295,7 +282,7 @@ def _compose(emu: Emulator, body: Mapping[str, Any], flavor: Flavor, thinking: b
     want_call = (
         bool(names) and choice != "none" and (forced is not None or choice == "required" or last.get("role") == "user")
     )
-    answer = _Answer()
+    answer = Answer()
     tool_name: str | None = None
     if want_call:
         tool_name = forced or pick_tool(names, user_text)
@@ -353,14 +340,14 @@ def _compose(emu: Emulator, body: Mapping[str, Any], flavor: Flavor, thinking: b
 
 def handle_chat(emu: Emulator, ctx: RequestContext, flavor: Flavor) -> EmulatorResponse:
     """``POST .../chat/completions`` for both flavours."""
-    key = _bearer(ctx.headers)
+    key = bearer(ctx.headers)
     if key is None:
         if flavor == "glm":
             return glm_error(401, "1001", GLM_NO_AUTH)
         return openai_error(401, OPENAI_NO_AUTH)
     if emu.api_keys is not None and key not in emu.api_keys:
         if flavor == "glm":
-            return glm_error(401, "1002", GLM_BAD_AUTH)
+            return glm_error(401, "1000", GLM_BAD_AUTH)
         shown = key[:3] + "*" * 4 + key[-4:] if len(key) > 8 else "*" * len(key)
         return openai_error(
             401,
@@ -392,6 +379,8 @@ def handle_chat(emu: Emulator, ctx: RequestContext, flavor: Flavor) -> EmulatorR
         return reject.response
     model = str(body["model"])
     ctx.model = model
+    if not emu.is_known_model(flavor, model):
+        return unknown_glm_model() if flavor == "glm" else unknown_openai_model(model)
     thinking = flavor == "glm" and glm_thinking(body)
     preserve = False
     if flavor == "glm":
@@ -401,23 +390,22 @@ def handle_chat(emu: Emulator, ctx: RequestContext, flavor: Flavor) -> EmulatorR
     segments = render_chat(body, preserve_thinking=preserve)
     prompt_tokens = emu.tokenizer.count_all(segments)
     rules = emu.rules_for(flavor, model)
-    match = emu._prefix_cache.observe(
-        (flavor, key_fingerprint(key), model), "\n".join(segments), prompt_tokens, ctx.mono, rules
-    )
-    cached = match.reported_tokens
+    cached = emu._observe_prefix(ctx, (flavor, key_fingerprint(key), model), "\n".join(segments), prompt_tokens, rules)
     answer = _compose(emu, body, flavor, thinking, ctx.seq)
     emu._record_usage(flavor, prompt_tokens, cached, answer.completion_tokens, explicit=0)
     stream = bool(body.get("stream"))
+    options = body.get("stream_options")
+    include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
     if flavor == "glm":
-        return _glm_response(emu, ctx, model, answer, prompt_tokens, cached, thinking, stream)
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    return _openai_response(emu, ctx, model, answer, prompt_tokens, cached, stream, include_usage)
+        include_usage = include_usage or emu.glm_stream_usage == "always"
+        return _glm_response(emu, ctx, model, answer, prompt_tokens, cached, thinking, stream, include_usage)
+    return openai_response(emu, ctx, model, answer, prompt_tokens, cached, stream, include_usage)
 
 
 # ----------------------------------------------------------------------------------------------- GLM
 
 
-def _glm_usage(emu: Emulator, prompt: int, cached: int, answer: _Answer, thinking: bool) -> dict[str, Any]:
+def _glm_usage(emu: Emulator, prompt: int, cached: int, answer: Answer, thinking: bool) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": answer.completion_tokens,
@@ -434,11 +422,12 @@ def _glm_response(
     emu: Emulator,
     ctx: RequestContext,
     model: str,
-    answer: _Answer,
+    answer: Answer,
     prompt: int,
     cached: int,
     thinking: bool,
     stream: bool,
+    include_usage: bool,
 ) -> EmulatorResponse:
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(ctx.now))
     rid = stamp + encode(digest("glm-id", emu.seed, ctx.seq), "0123456789abcdef", 16)
@@ -447,6 +436,8 @@ def _glm_response(
         rid = client_id  # GLM echoes a caller-chosen request_id as both id and request_id
     created = int(ctx.now)
     usage = _glm_usage(emu, prompt, cached, answer, thinking)
+    if not stream or include_usage:
+        ctx.usage = usage
     if not stream:
         message: dict[str, Any] = {"content": answer.content or ""}
         if thinking:
@@ -499,7 +490,9 @@ def _glm_response(
         "model": model,
         "choices": [{"index": 0, "finish_reason": answer.finish_reason, "delta": {"role": "assistant", "content": ""}}],
     }
-    if emu.glm_usage_chunk == "separate":
+    if not include_usage:
+        chunks.append(sse_event(final))  # a client that did not ask for usage gets none
+    elif emu.glm_usage_chunk == "separate":
         chunks.append(sse_event(final))
         chunks.append(
             sse_event(
@@ -518,110 +511,3 @@ def _glm_response(
         chunks.append(sse_event(final))
     chunks.append(sse_event("[DONE]"))
     return sse_response(chunks, GLM_SSE)
-
-
-# -------------------------------------------------------------------------------------------- OpenAI
-
-
-def _openai_usage(prompt: int, cached: int, completion: int) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
-
-
-def _openai_response(
-    emu: Emulator,
-    ctx: RequestContext,
-    model: str,
-    answer: _Answer,
-    prompt: int,
-    cached: int,
-    stream: bool,
-    include_usage: bool,
-) -> EmulatorResponse:
-    rid = "chatcmpl-" + encode(
-        digest("openai-id", emu.seed, ctx.seq), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 29
-    )
-    fingerprint = "fp_" + digest("fingerprint", model).hex()[:10]
-    created = int(ctx.now)
-    usage = _openai_usage(prompt, cached, answer.completion_tokens)
-    if not stream:
-        message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None, "annotations": []}
-        if answer.tool_calls:
-            message["tool_calls"] = [
-                {"id": cid, "type": "function", "function": {"name": n, "arguments": a}}
-                for cid, n, a in answer.tool_calls
-            ]
-        payload = {
-            "id": rid,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}],
-            "usage": usage,
-            "service_tier": "default",
-            "system_fingerprint": fingerprint,
-        }
-        return json_response(200, payload, OPENAI_JSON)
-
-    def chunk(choices: list[dict[str, Any]], usage_value: dict[str, Any] | None = None) -> bytes:
-        obj: dict[str, Any] = {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": fingerprint,
-            "choices": choices,
-        }
-        if include_usage:
-            obj["usage"] = usage_value
-        return sse_event(obj)
-
-    def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
-        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-
-    chunks: list[bytes] = []
-    if answer.tool_calls:
-        first = True
-        for i, (cid, n, a) in enumerate(answer.tool_calls):
-            head: dict[str, Any] = {
-                "tool_calls": [{"index": i, "id": cid, "type": "function", "function": {"name": n, "arguments": ""}}]
-            }
-            if first:
-                head = {"role": "assistant", "content": None, **head, "refusal": None}
-                first = False
-            chunks.append(chunk(choice(head)))
-            half = len(a) // 2
-            for frag in (a[:half], a[half:]):
-                if frag:
-                    chunks.append(chunk(choice({"tool_calls": [{"index": i, "function": {"arguments": frag}}]})))
-    else:
-        chunks.append(chunk(choice({"role": "assistant", "content": "", "refusal": None})))
-        for piece in emu.tokenizer.split_chunks(answer.content or "", emu.stream_tokens_per_chunk):
-            chunks.append(chunk(choice({"content": piece})))
-    chunks.append(chunk(choice({}, answer.finish_reason)))
-    if include_usage:
-        chunks.append(chunk([], usage))
-    chunks.append(sse_event("[DONE]"))
-    return sse_response(chunks, OPENAI_SSE)
-
-
-def handle_openai_models(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:
-    """``GET /v1/models``: a minimal list so clients that probe models work."""
-    if _bearer(ctx.headers) is None:
-        return openai_error(401, OPENAI_NO_AUTH)
-    data = [
-        {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "cache-integrations-emulator"}
-        for m in emu.openai_models
-    ]
-    return json_response(200, {"object": "list", "data": data}, OPENAI_JSON)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ class RequestContext:
     scheme: str = "http"  # how the request arrived (builds the URLs a server hands back)
     parsed: Any = None
     model: str | None = None
+    usage: Any = None  # the usage block the answer reported (the final one for a stream)
+    on_complete: Callable[[], None] | None = None  # run once the answer has been delivered
 
 
 def key_fingerprint(api_key: str) -> str:

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._context import RequestContext
-from ._gemini import JSON_TYPE, _parse_json, _Reject, authenticate, format_time, google_error, invalid
+from ._gemini_caches import format_time
+from ._google import JSON_TYPE, Reject, authenticate, google_error, invalid, parse_json
 from ._http import EmulatorResponse, json_response
 from ._media import MediaInfo, MediaMeter, is_supported_mime
 from ._synth import digest, encode
@@ -250,8 +251,8 @@ class FileStore:
         display = ""
         if ctx.body.strip():
             try:
-                body = _parse_json(ctx)
-            except _Reject as reject:
+                body = parse_json(ctx)
+            except Reject as reject:
                 return reject.response
             file = body.get("file") or {}
             if not isinstance(file, Mapping):
@@ -415,32 +416,32 @@ class FileStore:
         match = _FILE_REF.match(uri)
         if match is None:
             if not uri.startswith(("http://", "https://")):
-                raise _Reject(invalid(f"Invalid or unsupported file uri: {uri}"))
+                raise Reject(invalid(f"Invalid or unsupported file uri: {uri}"))
             key = hashlib.sha256(uri.encode()).hexdigest()[:16]
             return media_marker(f"u{key}", _EXTERNAL_TOKENS)  # an external URL: not fetched
         file_id = match.group(1)
         file = self._lookup(file_id)
         if file is None:
-            raise _Reject(self._gone(file_id))
+            raise Reject(self._gone(file_id))
         self._advance(file, poll=False)
         if file.state != "ACTIVE":
-            raise _Reject(google_error(400, NOT_ACTIVE.format(id=file_id), "FAILED_PRECONDITION"))
+            raise Reject(google_error(400, NOT_ACTIVE.format(id=file_id), "FAILED_PRECONDITION"))
         return media_marker(f"f{file_id}", file.info.tokens)
 
     def _render_inline(self, blob: Mapping[str, Any]) -> str:
         mime = str(blob.get("mimeType", blob.get("mime_type")) or "").strip().lower()
         text = blob.get("data")
         if not mime:
-            raise _Reject(invalid("* GenerateContentRequest.contents.parts.inline_data.mime_type: required\n"))
+            raise Reject(invalid("* GenerateContentRequest.contents.parts.inline_data.mime_type: required\n"))
         if not is_supported_mime(mime):
-            raise _Reject(invalid(UNSUPPORTED_MIME.format(mime=mime)))
+            raise Reject(invalid(UNSUPPORTED_MIME.format(mime=mime)))
         if not isinstance(text, str) or not text:
-            raise _Reject(invalid("* GenerateContentRequest.contents.parts.inline_data.data: required\n"))
+            raise Reject(invalid("* GenerateContentRequest.contents.parts.inline_data.data: required\n"))
         key = hashlib.sha256(text.encode()).hexdigest()
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise _Reject(
+            raise Reject(
                 invalid(f"Invalid value at 'inline_data.data' (TYPE_BYTES), Base64 decoding failed for \"{text[:40]}\"")
             ) from None
         info = self.meter.measure(mime, data, key)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,10 @@ class EmulatorResponse:
     or ``asyncio.sleep`` so the core never blocks an event loop. ``disconnect`` asks the serving layer
     to drop the connection instead of answering (the in-process transport raises
     ``httpx.RemoteProtocolError``; the ASGI app answers nothing, which servers turn into a 500).
+
+    ``on_complete`` runs once, when the last byte has been handed to the client (``complete()``): with
+    ``Emulator(cache_write_on_completion=True)`` that is when the request's prompt becomes cacheable.
+    ``iter_bytes()`` (hence ``read()`` and ``json()``) completes the response once it is exhausted.
     """
 
     status: int
@@ -29,17 +34,32 @@ class EmulatorResponse:
     delay: float = 0.0
     chunk_delay: float = 0.0
     disconnect: bool = False
+    on_complete: Callable[[], None] | None = None
+    _completed: bool = field(default=False, repr=False)
+    _complete_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def is_stream(self) -> bool:
         return self.stream is not None
 
+    def complete(self) -> None:
+        """Mark the answer delivered (idempotent): runs ``on_complete`` the first time only."""
+        with self._complete_lock:
+            if self._completed:
+                return
+            self._completed = True
+        if self.on_complete is not None:
+            self.on_complete()
+
     def iter_bytes(self) -> Iterator[bytes]:
-        """The payload as chunks (one chunk for a plain body)."""
-        if self.stream is None:
-            yield self.body
-        else:
-            yield from self.stream
+        """The payload as chunks (one chunk for a plain body); completes the response at the end."""
+        try:
+            if self.stream is None:
+                yield self.body
+            else:
+                yield from self.stream
+        finally:
+            self.complete()
 
     def read(self) -> bytes:
         """The whole payload (joins stream chunks)."""

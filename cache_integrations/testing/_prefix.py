@@ -9,7 +9,7 @@ the rendered text, so whitespace differences break a match (as they do with real
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from .rules import CacheRules
@@ -68,6 +68,10 @@ def _snap(new: str, old: str, n: int) -> int:
     return n
 
 
+def _noop(_: float) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class PrefixMatch:
     """Result of one observation: raw matched tokens and what the rule set lets us report."""
@@ -112,8 +116,20 @@ class PrefixCache:
 
     def observe(self, scope_key: Hashable, text: str, total_tokens: int, now: float, rules: CacheRules) -> PrefixMatch:
         """Report the cached prefix of ``text`` and remember ``text`` for later requests."""
+        match, commit = self.observe_deferred(scope_key, text, total_tokens, now, rules)
+        commit(now)
+        return match
+
+    def observe_deferred(
+        self, scope_key: Hashable, text: str, total_tokens: int, now: float, rules: CacheRules
+    ) -> tuple[PrefixMatch, Callable[[float], None]]:
+        """Report the cached prefix of ``text`` now; remember ``text`` only when ``commit(now)`` is called.
+
+        Real servers make a prompt's prefix reusable only once the request that wrote it has finished,
+        so requests that overlap in time all miss; the emulator commits when the answer is delivered.
+        """
         if not rules.enabled:
-            return PrefixMatch(0, 0)
+            return PrefixMatch(0, 0), _noop
         scope = self._scopes.setdefault(scope_key, _Scope())
         self._purge(scope, now)
         hashes = _block_hashes(text)
@@ -140,14 +156,18 @@ class PrefixCache:
             else:
                 matched = self._tok.count(text[:best_chars])
         reported = rules.reportable(matched)
-        expires = now + rules.ttl_seconds
-        if best is not None:
-            if best_chars == len(best.text):
-                self._remove(scope, best)  # the new prompt contains it entirely and outlives it
-            elif reported > 0:
-                best.expires_at = max(best.expires_at, expires)
-        self._store(scope_key, scope, text, hashes, expires)
-        return PrefixMatch(matched, reported)
+
+        def commit(at: float) -> None:
+            current = self._scopes.setdefault(scope_key, _Scope())
+            expires = at + rules.ttl_seconds
+            if best is not None and current.entries.get(best.key) is best:
+                if best_chars == len(best.text):
+                    self._remove(current, best)  # the new prompt contains it entirely and outlives it
+                elif reported > 0:
+                    best.expires_at = max(best.expires_at, expires)
+            self._store(scope_key, current, text, hashes, expires)
+
+        return PrefixMatch(matched, reported), commit
 
     def _store(self, scope_key: Hashable, scope: _Scope, text: str, hashes: list[int], expires: float) -> None:
         key = self._next_key

@@ -41,7 +41,8 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """Serves requests from an ``Emulator`` for sync and async httpx clients alike.
 
     Streamed answers are delivered chunk by chunk (with ``stream_chunk_delay`` between them), so SSE
-    parsers see the same framing as over a socket.
+    parsers see the same framing as over a socket; a streamed answer completes when its last chunk is
+    read, a plain one when it is returned.
     """
 
     def __init__(self, emulator: Emulator) -> None:
@@ -59,6 +60,7 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if response.disconnect:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
         if response.stream is None:
+            response.complete()
             return httpx.Response(response.status, headers=response.headers, content=response.body, request=request)
         return httpx.Response(response.status, headers=response.headers, stream=_SyncStream(response), request=request)
 
@@ -69,5 +71,6 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if response.disconnect:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
         if response.stream is None:
+            response.complete()
             return httpx.Response(response.status, headers=response.headers, content=response.body, request=request)
         return httpx.Response(response.status, headers=response.headers, stream=_AsyncStream(response), request=request)

@@ -21,21 +21,16 @@ from ._anthropic import handle_count_tokens as handle_anthropic_count_tokens
 from ._anthropic import handle_messages as handle_anthropic_messages
 from ._anthropic import handle_not_found as anthropic_not_found
 from ._anthropic_cache import BreakpointCache, min_cacheable_tokens
-from ._chat import glm_error, handle_chat, handle_openai_models, openai_error
+from ._chat import glm_error, handle_chat
 from ._context import RequestContext
 from ._files import PAYLOAD_TOO_LARGE, FileStore
-from ._gemini import (
-    CachedContent,
-    google_error,
-    handle_cache_create,
-    handle_cache_item,
-    handle_cache_list,
-    handle_count_tokens,
-    handle_generate,
-    handle_models,
-)
+from ._gemini import handle_count_tokens, handle_generate, handle_models
+from ._gemini_caches import CachedContent, handle_cache_create, handle_cache_item, handle_cache_list
+from ._google import google_error
 from ._http import EmulatorResponse, json_response
+from ._openai import handle_openai_models, openai_error
 from ._prefix import PrefixCache
+from ._strict import GEMINI_MODELS, GLM_MODELS, OPENAI_MODELS
 from ._synth import digest, encode
 from .clock import Clock, SystemClock
 from .faults import Endpoint, Fault, default_error_body
@@ -105,7 +100,13 @@ class EmulatorCounters:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the emulator saw it (API keys redacted), with the status it answered."""
+    """One request as the emulator saw it (API keys redacted), with the status it answered.
+
+    ``usage`` is the usage block the emulator sent back, exactly as on the wire (GLM/OpenAI ``usage``,
+    Gemini ``usageMetadata``; for a stream, the last one sent; for a created ``cachedContents``
+    resource, its ``usageMetadata``), or ``None`` when the answer had none.
+    Tests compare what a client reports against it, not against numbers the client computed.
+    """
 
     seq: int
     method: str
@@ -116,6 +117,7 @@ class RecordedRequest:
     model: str | None
     body: Any
     status: int
+    usage: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -148,8 +150,23 @@ class Emulator:
     Knobs are plain attributes and may be changed between requests: ``latency`` (seconds before each
     answer), ``stream_chunk_delay`` (seconds between stream chunks), ``stream_tokens_per_chunk``,
     ``glm_usage_chunk`` (``"finish"``: usage on the finish_reason chunk; ``"separate"``: an extra
-    ``choices: []`` chunk), ``glm_prompt_tokens_details`` (``False`` omits ``prompt_tokens_details`` as
-    older GLM models did), ``api_keys`` (``None`` accepts any non-empty key).
+    ``choices: []`` chunk), ``glm_stream_usage`` (``"requested"``: a GLM stream carries usage only when
+    the request sends ``stream_options.include_usage``, like every OpenAI-compatible server, so a client
+    that forgets to ask sees no usage; ``"always"``: usage whatever the request says, as in
+    docs.z.ai's streaming example), ``glm_prompt_tokens_details`` (``False`` omits
+    ``prompt_tokens_details`` as older GLM models did), ``gemini_stream_usage`` (``"auto"``: a stream
+    whose request declares a built-in tool such as ``googleSearch`` or ``codeExecution`` ends with
+    ``usageMetadata`` without ``candidatesTokenCount``, as recorded from gemini-3-flash, after chunks
+    with provisional counts; ``"without_candidates"``: always so; ``"complete"``: never),
+    ``api_keys`` (``None`` accepts any non-empty key).
+
+    Strict mode, to rehearse failures (off by default): ``strict=True`` answers model names the
+    emulator does not know (``glm_models``, ``openai_models``, ``gemini_models``, or ``known_models``
+    when given) with each provider's real "unknown model" error, and makes implicit caching write a
+    prompt only when its answer has been delivered (``cache_write_on_completion``, also settable on
+    its own), so concurrent cold requests all report 0 cached tokens as on the real services.
+    ``known_models`` alone turns the model check on; ``api_keys`` turns the key check on (GLM: 401
+    code 1000/1001, Gemini: 400 ``API_KEY_INVALID``, OpenAI: 401 ``invalid_api_key``).
 
     Caching: ``glm_rules`` / ``openai_rules`` / ``gemini_rules`` per endpoint, ``model_rules`` per model
     name; ``max_implicit_entries`` bounds remembered prompts (oldest evicted first; Anthropic entries: 4x);
@@ -175,11 +192,16 @@ class Emulator:
         gemini_default_cache_ttl: float = 3600.0,
         anthropic_cache_min_tokens: int | Mapping[str, int] | None = None,
         glm_usage_chunk: Literal["finish", "separate"] = "finish",
+        glm_stream_usage: Literal["requested", "always"] = "requested",
         glm_prompt_tokens_details: bool = True,
+        gemini_stream_usage: Literal["auto", "without_candidates", "complete"] = "auto",
         latency: float = 0.0,
         stream_chunk_delay: float = 0.0,
         stream_tokens_per_chunk: int = 4,
         api_keys: Collection[str] | None = None,
+        strict: bool = False,
+        known_models: Collection[str] | None = None,
+        cache_write_on_completion: bool | None = None,
         max_implicit_entries: int = 1000,
         request_log_size: int = 1000,
         seed: int = 0,
@@ -193,14 +215,20 @@ class Emulator:
         self.gemini_default_cache_ttl = gemini_default_cache_ttl
         self.anthropic_cache_min_tokens = anthropic_cache_min_tokens
         self.glm_usage_chunk: Literal["finish", "separate"] = glm_usage_chunk
+        self.glm_stream_usage: Literal["requested", "always"] = glm_stream_usage
         self.glm_prompt_tokens_details = glm_prompt_tokens_details
+        self.gemini_stream_usage: Literal["auto", "without_candidates", "complete"] = gemini_stream_usage
         self.latency = latency
         self.stream_chunk_delay = stream_chunk_delay
         self.stream_tokens_per_chunk = max(1, stream_tokens_per_chunk)
         self.api_keys: frozenset[str] | None = frozenset(api_keys) if api_keys is not None else None
+        self.strict = strict
+        self.known_models: frozenset[str] | None = frozenset(known_models) if known_models is not None else None
+        self.cache_write_on_completion = strict if cache_write_on_completion is None else cache_write_on_completion
         self.seed = seed
-        self.openai_models: list[str] = ["gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini"]
-        self.gemini_models: list[str] = ["gemini-2.0-flash", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash"]
+        self.glm_models: list[str] = list(GLM_MODELS)
+        self.openai_models: list[str] = list(OPENAI_MODELS)
+        self.gemini_models: list[str] = list(GEMINI_MODELS)
         self.tokenizer = Tokenizer()
         self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
         self._anthropic_cache = BreakpointCache(max_entries=4 * max_implicit_entries)  # up to 4 per request
@@ -260,6 +288,7 @@ class Emulator:
                 self._c["error_responses"] += 1
             response.delay = self.latency
             response.chunk_delay = self.stream_chunk_delay
+            response.on_complete = ctx.on_complete
             self._log.append(self._record(ctx, response.status))
             return response
 
@@ -334,6 +363,7 @@ class Emulator:
             model=ctx.model,
             body=ctx.parsed,
             status=status,
+            usage=ctx.usage,
         )
 
     # ------------------------------------------------------------------------------ helpers for handlers
@@ -343,6 +373,29 @@ class Emulator:
         if model in self.model_rules:
             return self.model_rules[model]
         return {"glm": self.glm_rules, "openai": self.openai_rules, "gemini": self.gemini_rules}[endpoint]
+
+    def is_known_model(self, endpoint: Endpoint, model: str) -> bool:
+        """Whether ``model`` is served: always, unless ``strict`` or ``known_models`` restrict the names."""
+        if self.known_models is not None:
+            return model in self.known_models
+        if not self.strict:
+            return True
+        return model in {"glm": self.glm_models, "openai": self.openai_models, "gemini": self.gemini_models}[endpoint]
+
+    def _observe_prefix(
+        self, ctx: RequestContext, scope: tuple[str, str, str], text: str, tokens: int, rules: CacheRules
+    ) -> int:
+        """Cached tokens to report for ``text``; the prompt is remembered now, or once the answer is delivered."""
+        if not self.cache_write_on_completion:
+            return self._prefix_cache.observe(scope, text, tokens, ctx.mono, rules).reported_tokens
+        match, commit = self._prefix_cache.observe_deferred(scope, text, tokens, ctx.mono, rules)
+
+        def delivered() -> None:
+            with self._lock:
+                commit(self.clock.monotonic())
+
+        ctx.on_complete = delivered
+        return match.reported_tokens
 
     def gemini_cache_min_tokens_for(self, model: str) -> int:
         """Minimum ``totalTokenCount`` for creating an explicit cache on ``model``."""

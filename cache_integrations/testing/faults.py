@@ -21,6 +21,7 @@ __all__ = [
     "gemini_resource_exhausted",
     "gemini_unavailable",
     "glm_insufficient_balance",
+    "glm_overloaded",
     "glm_rate_limit",
     "glm_server_error",
     "openai_rate_limit",
@@ -72,6 +73,11 @@ def _google(code: int, message: str, status: str) -> dict[str, Any]:
 
 GLM_RATE_LIMIT_BODY = _glm("1302", "Rate limit reached for requests")
 GLM_INSUFFICIENT_BALANCE_BODY = _glm("1113", "Insufficient balance or no resource package. Please recharge.")
+# Recorded from api.z.ai (pydantic/pydantic-ai tests/models/cassettes/test_zai/test_zai_thinking_stream.yaml,
+# 2026-03-23): HTTP 429 with business code 1305 when the model is overloaded; retrying helps.
+GLM_OVERLOADED_BODY = _glm("1305", "The service may be temporarily overloaded, please try again later")
+# Auth failures use Zhipu's 1000-series codes (https://docs.z.ai/api-reference/api-code), not 1210.
+GLM_AUTH_FAILED_BODY = _glm("1000", "Authentication Failed")
 GEMINI_RESOURCE_EXHAUSTED_BODY = _google(429, "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED")
 GEMINI_UNAVAILABLE_BODY = _google(503, "The model is overloaded. Please try again later.", "UNAVAILABLE")
 
@@ -125,6 +131,8 @@ def default_error_body(endpoint: Endpoint | None, status: int) -> dict[str, Any]
         return _openai("Request failed.", "invalid_request_error", None)
     if status == 429:
         return GLM_RATE_LIMIT_BODY
+    if status == 401:
+        return GLM_AUTH_FAILED_BODY
     if status == 503:
         return _glm("503", "Service Unavailable")
     if status >= 500:
@@ -141,6 +149,12 @@ def glm_rate_limit(retry_after: str | None = "0") -> Fault:
 def glm_insufficient_balance() -> Fault:
     """Zhipu 429 ``1113``: not retryable, the account is out of credit."""
     return Fault(status=429, body=GLM_INSUFFICIENT_BALANCE_BODY, endpoint="glm")
+
+
+def glm_overloaded(retry_after: str | None = None) -> Fault:
+    """Zhipu / Z.ai 429 ``1305``: the service is overloaded (retryable, unlike ``1113``)."""
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return Fault(status=429, body=GLM_OVERLOADED_BODY, headers=headers, endpoint="glm")
 
 
 def glm_server_error(status: int = 500) -> Fault:

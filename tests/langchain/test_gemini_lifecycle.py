@@ -18,6 +18,8 @@ from cache_integrations.langchain import ChatGemini, get_cache_usage_callback
 from cache_integrations.testing import CacheRules, Emulator, FakeClock
 from cache_integrations.testing.faults import Fault
 
+from ..wire import gemini_cached, model_usages
+
 DOC = "\n".join(
     f"Section {i}: unit {i} grew revenue by {i * 3} percent; the audit committee reviewed contract {1000 + i}."
     for i in range(250)
@@ -112,7 +114,7 @@ def test_tools_and_system_live_in_the_cache_never_next_to_it(emu: Emulator, cloc
     follow = [*prompt, first, {"role": "tool", "content": lookup_section(7), "tool_call_id": call["id"]}]
     final = llm.invoke(follow)
     assert isinstance(final, AIMessage) and final.usage_metadata
-    assert final.usage_metadata["input_token_details"]["cache_read"] > 1000
+    assert final.usage_metadata["input_token_details"]["cache_read"] == gemini_cached(model_usages(emu)[-1]) > 1000
     _no_cached_request_carries_prefix_fields(emu)
     assert emu.counters.caches_created == 1
 
@@ -123,7 +125,8 @@ def test_a_cache_deleted_server_side_is_recreated_transparently(emu: Emulator, c
     doc.invoke("Question one?")
     assert emu.delete_cached_content(doc.name)
     reply = doc.invoke("Question two?")  # no exception reaches the caller
-    assert reply.usage_metadata and reply.usage_metadata["input_token_details"]["cache_read"] > 1000
+    assert reply.usage_metadata
+    assert reply.usage_metadata["input_token_details"]["cache_read"] == gemini_cached(model_usages(emu)[-1]) > 1000
     assert reply.response_metadata["cache"]["recovered"] is True
     assert emu.counters.caches_created == 2
     assert doc.invoke("Question three?").response_metadata["cache"]["recovered"] is False
@@ -153,7 +156,8 @@ async def test_ten_concurrent_cold_async_calls_create_one_cache(emu: Emulator, c
     prompts = [[("system", SYSTEM + "\n" + DOC), ("human", f"Question {i}?")] for i in range(10)]
     replies = await asyncio.gather(*(llm.ainvoke(p) for p in prompts))
     assert emu.counters.caches_created == 1 and _creates(emu) == 1
-    assert all(r.usage_metadata and r.usage_metadata["input_token_details"]["cache_read"] > 1000 for r in replies)
+    reads = sorted(r.usage_metadata["input_token_details"]["cache_read"] for r in replies if r.usage_metadata)
+    assert reads == sorted(gemini_cached(u) for u in model_usages(emu)) and reads[0] > 1000
 
 
 async def test_stream_and_invoke_report_identical_usage(emu: Emulator, clock: FakeClock) -> None:
@@ -214,6 +218,7 @@ def test_auto_mode_stays_inline_while_implicit_caching_serves_the_prefix(emu: Em
     llm = _llm(emu, clock)
     prompt = [("system", SYSTEM + "\n" + DOC), ("human", "Q?")]
     reads = [llm.invoke(prompt).usage_metadata["input_token_details"]["cache_read"] for _ in range(8)]  # type: ignore[index]
+    assert reads == [gemini_cached(u) for u in model_usages(emu)]  # as the server sent them
     assert all(r > 1000 for r in reads[1:]) and _creates(emu) == 0  # free implicit hits: no storage bought
     emu.gemini_rules = CacheRules(enabled=False)  # implicit caching stops serving it
     created = [bool((llm.invoke(prompt).response_metadata.get("cache") or {}).get("created")) for _ in range(2)]
@@ -257,7 +262,8 @@ def test_cache_control_markers_make_cache_points(emu: Emulator, clock: FakeClock
     document = HumanMessage(content=[{"type": "text", "text": DOC, "cache_control": {"type": "ephemeral"}}])
     for q in ("Q1?", "Q2?"):
         reply = llm.invoke([SystemMessage(SYSTEM), document, HumanMessage(q)])
-        assert reply.usage_metadata and reply.usage_metadata["input_token_details"]["cache_read"] > 1000
+        assert reply.usage_metadata
+        assert reply.usage_metadata["input_token_details"]["cache_read"] == gemini_cached(model_usages(emu)[-1]) > 1000
     cached = [r.body for r in emu.requests if r.body and "cachedContent" in r.body]
     assert all(len(body["contents"]) == 1 for body in cached)  # the document is not re-sent
 

@@ -1,8 +1,10 @@
 """langchain-tests' standard suites for ChatGemini: unit, and integration replayed from cassettes.
 
-The cassettes hold Gemini's wire format (usageMetadata inclusive of cachedContentTokenCount,
-cachedContents resources). Re-record against the real API with
-`GEMINI_API_KEY=... python -m tests.record_cassettes --real`.
+The cassettes are emulator recordings in Gemini's wire format (usageMetadata inclusive of
+cachedContentTokenCount, cachedContents resources), not captures of the real API
+(tests/cassettes/README.md). Re-record against the real API with
+`GEMINI_API_KEY=... python -m tests.record_cassettes --real`. Reported usage is compared with the
+recorded responses (`cassette` fixture), not with the library's own numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from cache_integrations.langchain import ChatGemini
 
+from ..wire import Cassette, assert_gemini_reported, gemini_cached
 from .long_prompt import LONG_SYSTEM_PROMPT
 
 PARAMS: dict[str, Any] = {
@@ -53,6 +56,10 @@ class TestChatGeminiUnit(ChatModelUnitTests):
 # Each cache creation returns a new name: identical create requests must replay in recorded order.
 @pytest.mark.vcr(allow_playback_repeats=False)
 class TestChatGeminiStandard(ChatModelIntegrationTests):
+    @pytest.fixture(autouse=True)
+    def _recorded(self, cassette: Cassette) -> None:
+        self.recorded = cassette
+
     @property
     def chat_model_class(self) -> type[ChatGemini]:
         return ChatGemini
@@ -76,27 +83,46 @@ class TestChatGeminiStandard(ChatModelIntegrationTests):
 
     def invoke_with_cache_creation_input(self, *, stream: bool = False) -> AIMessage:
         llm = ChatGemini(**PARAMS, cache_mode="always")
-        return _run(llm, [("system", LONG_SYSTEM_PROMPT), ("human", "Which rule matters most?")], stream)
+        reply = _run(llm, [("system", LONG_SYSTEM_PROMPT), ("human", "Which rule matters most?")], stream)
+        # the size of the resource this call created, as the server reported it
+        (created,) = self.recorded.created_cache_tokens(reply.response_metadata["cache"]["name"])
+        assert_gemini_reported(
+            reply.usage_metadata, self.recorded.usage(reply.response_metadata["id"]), written=created
+        )
+        return reply
 
     def invoke_with_cache_read_input(self, *, stream: bool = False) -> AIMessage:
         llm = ChatGemini(**PARAMS, cache_mode="always")
         prompt = [("system", LONG_SYSTEM_PROMPT), ("human", "Summarize the style guide in one line.")]
         _run(llm, prompt, stream)  # creates the cache
-        return _run(llm, prompt, stream)
+        read = _run(llm, prompt, stream)
+        sent = self.recorded.usage(read.response_metadata["id"])
+        (resource,) = self.recorded.created_cache_tokens(read.response_metadata["cache"]["name"])
+        assert gemini_cached(sent) == resource > 0  # the recording: a read of the whole cache
+        assert_gemini_reported(read.usage_metadata, sent)
+        return read
 
     def invoke_with_reasoning_output(self, *, stream: bool = False) -> AIMessage:
         llm = ChatGemini(**PARAMS, thinking_budget=512)
-        return _run(llm, "What is 17 * 23? Think it through.", stream)
+        reply = _run(llm, "What is 17 * 23? Think it through.", stream)
+        assert_gemini_reported(reply.usage_metadata, self.recorded.usage(reply.response_metadata["id"]))
+        return reply
 
 
 @pytest.mark.vcr(allow_playback_repeats=False)
-def test_cached_usage_replays_exactly() -> None:
+def test_cached_usage_replays_exactly(cassette: Cassette) -> None:
     llm = ChatGemini(**PARAMS, cache_mode="always")
     prompt = [("system", LONG_SYSTEM_PROMPT), ("human", "Name the three most important rules.")]
     created = llm.invoke(prompt)
     read = llm.invoke(prompt)
     assert created.usage_metadata and read.usage_metadata
-    tokens = created.response_metadata["cache"]["tokens"]
-    assert created.usage_metadata["input_token_details"]["cache_creation"] == tokens
-    assert read.usage_metadata["input_token_details"]["cache_read"] == tokens > 1000
+    # usageMetadata.totalTokenCount of the resource, as created on the server
+    (resource_tokens,) = cassette.created_cache_tokens(created.response_metadata["cache"]["name"])
+    assert created.usage_metadata["input_token_details"]["cache_creation"] == resource_tokens
+    assert created.response_metadata["cache"]["tokens"] == resource_tokens
+    assert_gemini_reported(
+        created.usage_metadata, cassette.usage(created.response_metadata["id"]), written=resource_tokens
+    )
+    assert_gemini_reported(read.usage_metadata, cassette.usage(read.response_metadata["id"]))
+    assert gemini_cached(cassette.usage(read.response_metadata["id"])) == resource_tokens
     assert read.response_metadata["cache"]["name"] == created.response_metadata["cache"]["name"]

@@ -1,8 +1,9 @@
 """langchain-tests' standard integration suite for ChatGLM, replayed offline from cassettes.
 
-The cassettes hold GLM's real wire format (usage on the finish chunk, string tool-call arguments,
-`call_-...` ids, timestamp-like ids). A developer with a key re-records them against the real API:
-`ZHIPUAI_API_KEY=... pytest --record-mode=rewrite tests/langchain/test_standard_integration.py`.
+The cassettes are emulator recordings in GLM's wire format (usage on the finish chunk, string tool-call
+arguments, `call_-...` ids, timestamp-like ids), not captures of the real API (tests/cassettes/README.md).
+A developer with a key re-records them against the real API:
+`ZHIPUAI_API_KEY=... python -m tests.record_cassettes --real`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from cache_integrations.langchain import ChatGLM
 
+from ..wire import Cassette, assert_glm_reported, glm_cached
 from .long_prompt import LONG_SYSTEM_PROMPT
 
 PARAMS: dict[str, Any] = {"model": "glm-4.7", "api_key": os.environ.get("ZHIPUAI_API_KEY", "cassette-replay")}
@@ -33,6 +35,10 @@ def _run(llm: ChatGLM, input_: Any, stream: bool) -> AIMessage:
 
 @pytest.mark.vcr
 class TestChatGLMStandard(ChatModelIntegrationTests):
+    @pytest.fixture(autouse=True)
+    def _recorded(self, cassette: Cassette) -> None:
+        self.recorded = cassette
+
     @property
     def chat_model_class(self) -> type[ChatGLM]:
         return ChatGLM
@@ -57,8 +63,14 @@ class TestChatGLMStandard(ChatModelIntegrationTests):
         llm = ChatGLM(**PARAMS)
         prompt = [("system", LONG_SYSTEM_PROMPT), ("human", "Summarize the style guide in one line.")]
         _run(llm, prompt, stream)  # warms the provider's prefix cache
-        return _run(llm, prompt, stream)
+        warm = _run(llm, prompt, stream)
+        sent = self.recorded.usage(warm.response_metadata["id"])
+        assert glm_cached(sent) > 0  # the recording holds a cache hit
+        assert_glm_reported(warm.usage_metadata, sent)  # reported exactly as the server sent it
+        return warm
 
     def invoke_with_reasoning_output(self, *, stream: bool = False) -> AIMessage:
         llm = ChatGLM(**PARAMS, thinking="enabled")
-        return _run(llm, "What is 17 * 23? Think it through.", stream)
+        reply = _run(llm, "What is 17 * 23? Think it through.", stream)
+        assert_glm_reported(reply.usage_metadata, self.recorded.usage(reply.response_metadata["id"]))
+        return reply

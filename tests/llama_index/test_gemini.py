@@ -19,6 +19,7 @@ from cache_integrations.messages import ChatRequest
 from cache_integrations.providers.gemini import StreamParser, encode_generate, parse_response
 from cache_integrations.testing import Emulator, FakeClock
 
+from ..wire import created_caches, gemini_cached, model_usages
 from .conftest import make_gemini
 
 DOC = "\n".join(
@@ -62,10 +63,12 @@ def test_a_cache_point_is_the_explicit_cache_boundary(
     second = llm.chat(_conversation("And unit 4?", marker="cache_control"))  # same boundary, other spelling
     assert emu.counters.caches_created == 1
     cache = first.raw["cache"]
-    assert cache["created"] is True and cache["written_tokens"] == cache["tokens"] > 1000
-    assert first.raw["usage"]["cache_creation_input_tokens"] == cache["tokens"]
+    (resource_tokens,) = created_caches(emu)  # the resource's totalTokenCount as the server sent it
+    assert cache["created"] is True and cache["written_tokens"] == cache["tokens"] == resource_tokens > 1000
+    assert first.raw["usage"]["cache_creation_input_tokens"] == resource_tokens
     assert second.raw["cache"]["name"] == cache["name"] and second.raw["cache"]["created"] is False
-    assert second.raw["usage"]["prompt_tokens_details"]["cached_tokens"] == cache["tokens"]
+    sent = model_usages(emu)
+    assert second.raw["usage"]["prompt_tokens_details"]["cached_tokens"] == gemini_cached(sent[1]) == resource_tokens
     # the cached turns are not re-sent: only the turns after the cache point travel
     for body in _generate_requests(emu):
         assert DOC[:200] not in json.dumps(body)
@@ -100,14 +103,16 @@ def test_pinned_context_serves_every_question_from_one_cache(
 ) -> None:
     llm = make_gemini(emu, clock)
     doc = llm.cache_context(DOC, system=SYSTEM)
-    assert doc.name.startswith("cachedContents/") and doc.tokens > 1000 and doc.created
+    assert doc.name.startswith("cachedContents/") and doc.created
+    assert [doc.tokens] == created_caches(emu) and doc.tokens > 1000  # as the server reported the resource
     assert doc.expire_time.timestamp() - clock.time() == pytest.approx(3600, abs=1)
     assert isinstance(doc.messages[-1].blocks[-1], CachePoint)
     assert doc.messages[0].role == "system"
     replies = [doc.chat(f"What happened to unit {i}?") for i in range(5)]
     replies.append(asyncio.run(doc.achat("And unit 9?")))
     assert emu.counters.caches_created == 1
-    assert all(r.raw["usage"]["cache_read_input_tokens"] == doc.tokens for r in replies)
+    assert [r.raw["usage"]["cache_read_input_tokens"] for r in replies] == [gemini_cached(u) for u in model_usages(emu)]
+    assert all(gemini_cached(u) == doc.tokens for u in model_usages(emu))
     assert replies[0].raw["cache"]["written_tokens"] == doc.tokens  # the pin is booked on first use
     assert all(r.raw["cache"]["written_tokens"] == 0 for r in replies[1:])
     _no_cached_request_carries_prefix_fields(emu)
@@ -138,7 +143,7 @@ def test_pinned_messages_and_tools(emu: Emulator, clock: FakeClock) -> None:
     final = llm.chat(
         [*doc.messages, ChatMessage(role="user", content="Look up section 7."), reply.message, follow], tools=doc.tools
     )
-    assert final.raw["usage"]["cache_read_input_tokens"] == doc.tokens
+    assert final.raw["usage"]["cache_read_input_tokens"] == gemini_cached(model_usages(emu)[-1]) == doc.tokens
     assert emu.counters.caches_created == 1
     _no_cached_request_carries_prefix_fields(emu)
     assert llm.delete_caches() == 1

@@ -38,6 +38,7 @@ from cache_integrations.llama_index import GLM, CacheUsageHandler, Gemini
 from cache_integrations.testing import Emulator
 
 from ..langchain.long_prompt import LONG_SYSTEM_PROMPT
+from ..wire import glm_cached, model_usages
 from .conftest import make_glm
 
 USAGE_KEYS = {
@@ -176,8 +177,10 @@ def test_usage_is_normalized_and_never_in_the_message(glm: GLM, emu: Emulator) -
         assert reply.raw["provider"] == "zhipuai" and reply.raw["model"] == "glm-4.7"
         assert reply.raw["cache"] is None
     u = second.raw["usage"]
-    assert first.raw["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
-    assert u["prompt_tokens_details"]["cached_tokens"] == u["cache_read_input_tokens"] > 1000
+    sent = model_usages(emu)  # what the server sent, not what the library computed
+    assert first.raw["usage"]["prompt_tokens_details"]["cached_tokens"] == glm_cached(sent[0]) == 0
+    assert u["prompt_tokens_details"]["cached_tokens"] == u["cache_read_input_tokens"] == glm_cached(sent[1]) > 1000
+    assert u["prompt_tokens"] == sent[1]["prompt_tokens"] and u["completion_tokens"] == sent[1]["completion_tokens"]
     assert u["prompt_tokens"] == emu.counters.prompt_tokens - first.raw["usage"]["prompt_tokens"]
     assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
     # glm-4.7 thinks by default: reasoning is a ThinkingBlock and counted in the completion
@@ -205,11 +208,13 @@ def test_stream_and_non_stream_usage_are_equal(glm: GLM) -> None:
     assert any(c.additional_kwargs.get("thinking_delta") for c in chunks)
 
 
-def test_completion_responses_carry_usage(glm: GLM) -> None:
+def test_completion_responses_carry_usage(glm: GLM, emu: Emulator) -> None:
     glm.complete("Explain prefix caching in one line.")
     reply = glm.complete("Explain prefix caching in one line.")
-    assert reply.raw["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
-    assert reply.additional_kwargs["cache_read_input_tokens"] > 0
+    sent = model_usages(emu)[-1]
+    assert glm_cached(sent) > 0
+    assert reply.raw["usage"]["prompt_tokens_details"]["cached_tokens"] == glm_cached(sent)
+    assert reply.additional_kwargs["cache_read_input_tokens"] == glm_cached(sent)
     streamed = list(glm.stream_complete("Explain prefix caching in one line."))
     assert streamed[-1].raw["usage"] == reply.raw["usage"] and streamed[-1].text == reply.text
 
@@ -235,7 +240,8 @@ def test_tool_round_trip_keeps_calls_ids_and_reasoning(glm: GLM, emu: Emulator) 
     assert sent[2]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
     assert sent[2]["reasoning_content"] == first.message.blocks[0].content  # type: ignore[union-attr]
     assert sent[3] == {"role": "tool", "content": "Sunny in Paris, 21 C.", "tool_call_id": calls[0].tool_id}
-    assert final.raw["usage"]["cache_read_input_tokens"] > 1000  # the first turn is a cached prefix
+    # the first turn is a cached prefix; reported exactly as the server sent it
+    assert final.raw["usage"]["cache_read_input_tokens"] == glm_cached(model_usages(emu)[-1]) > 1000
     # the legacy OpenAI shape in additional_kwargs is the same conversation on the wire
     legacy = first.message.model_copy(
         update={

@@ -27,6 +27,7 @@ from cache_integrations.llama_index import (
 from cache_integrations.testing import Emulator, FakeClock
 
 from ..langchain.long_prompt import LONG_SYSTEM_PROMPT
+from ..wire import cached_tokens, model_usages, prompt_tokens
 from .conftest import make_gemini, make_glm
 
 DOCS = [
@@ -52,8 +53,10 @@ def _assert_cached_from_second_call(
     calls = usage.calls
     # one event per API call in both handlers: no double counting
     assert len(calls) == len(counter.llm_token_counts) == len(_llm_requests(emu)) >= 2
-    assert calls[0].usage.cache_read_tokens == 0
-    assert all(c.usage.cache_read_tokens > 0 for c in calls[1:])
+    sent = model_usages(emu)  # what the server sent for each call, in order
+    assert [c.usage.cache_read_tokens for c in calls] == [cached_tokens(u) for u in sent]
+    assert [c.usage.input_tokens for c in calls] == [prompt_tokens(u) for u in sent]
+    assert cached_tokens(sent[0]) == 0 and all(cached_tokens(u) > 0 for u in sent[1:])  # the scenario
     assert counter.cached_llm_token_count == usage.total.cache_read_tokens == emu.counters.cached_tokens
     assert counter.prompt_llm_token_count == usage.total.input_tokens == emu.counters.prompt_tokens
     assert 0 < counter.cache_hit_rate == usage.total.hit_rate < 1
@@ -141,7 +144,9 @@ async def test_cache_friendly_chat_engine_streams(settings: Any, emu: Emulator, 
     assert text and atext and reply.response
     assert [m.role.value for m in engine.chat_history] == ["user", "assistant"] * 3
     assert engine.chat_history[1].content == text.strip()
-    assert usage.total.calls == 3 and all(c.usage.cache_read_tokens > 0 for c in usage.calls[1:])
+    sent = model_usages(emu)
+    assert usage.total.calls == 3 and all(cached_tokens(u) > 0 for u in sent[1:])
+    assert [c.usage.cache_read_tokens for c in usage.calls] == [cached_tokens(u) for u in sent]
 
 
 def get_weather(city: str) -> str:

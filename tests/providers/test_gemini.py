@@ -55,6 +55,8 @@ from cache_integrations.testing import Emulator, FakeClock
 from cache_integrations.testing.faults import gemini_unavailable
 from cache_integrations.usage import Usage
 
+from ..wire import created_caches, gemini_cached, model_usages
+
 MODEL = "gemini-2.5-flash"
 KEY = "AIzaSy-test-secret-key-123"
 EMULATOR_URL = "http://emulator/v1beta"
@@ -756,7 +758,10 @@ async def test_invoke_and_stream_agree_sync_and_async(provider: GeminiProvider, 
     text, final = collect(list(provider.stream(req)))
     atext, afinal = collect([c async for c in provider.astream(req)])
     assert again.usage == aagain.usage == final.usage == afinal.usage
-    assert again.usage.cache_read_tokens > 0  # the implicit cache served the repeated prefix
+    sent = model_usages(emu)[1]  # the second answer's usageMetadata, as the server sent it
+    assert gemini_cached(sent) > 0  # the implicit cache served the repeated prefix
+    assert again.usage.cache_read_tokens == gemini_cached(sent)
+    assert again.usage.input_tokens == sent["promptTokenCount"]
     assert again.message.content == aagain.message.content == text == atext
     assert final.model == MODEL and final.prefix_fingerprint == again.prefix_fingerprint
     for record in emu.requests:  # the key travels in the header only, never in the URL
@@ -808,8 +813,10 @@ async def test_cached_contents_lifecycle(provider: GeminiProvider, emu: Emulator
         provider.delete_cached_content(other.name)
 
     used = provider.chat(req, cached_content=created.name, cached_messages=2)
-    assert used.usage.cache_read_tokens == created.total_token_count
-    assert used.usage.input_tokens > created.total_token_count
+    assert created.total_token_count == created_caches(emu)[0]  # the resource's size as sent
+    sent = model_usages(emu)[-1]
+    assert used.usage.cache_read_tokens == gemini_cached(sent) == created.total_token_count
+    assert used.usage.input_tokens == sent["promptTokenCount"] > created.total_token_count
     _, final = collect(list(provider.stream(req, cached_content=created.name, cached_messages=2)))
     assert final.usage == used.usage and final.prefix_fingerprint == used.prefix_fingerprint
     aused = await provider.achat(req, cached_content=created.name, cached_messages=2)

@@ -60,7 +60,8 @@ def test_restricted_api_keys(clock: FakeClock) -> None:
     with httpx.Client(transport=emu.transport(), base_url="http://e") as c:
         bad = c.post(URL, json=conversation("hi"), headers={"Authorization": "Bearer nope"})
         good = c.post(URL, json=conversation("hi"), headers={"Authorization": "Bearer good"})
-    assert bad.status_code == 401 and bad.json()["error"]["code"] == "1002"
+    # Zhipu's 1000-series auth codes (docs.z.ai/api-reference/api-code): 1000 for a wrong key, never 1210
+    assert bad.status_code == 401 and bad.json() == {"error": {"code": "1000", "message": "Authentication Failed"}}
     assert good.status_code == 200
 
 
@@ -284,7 +285,7 @@ def test_tool_choice_none_and_tool_result_turn(client: httpx.Client) -> None:
 
 
 def test_stream_usage_on_finish_chunk(client: httpx.Client) -> None:
-    body = {**conversation("Stream please", model="glm-4.7"), "stream": True}
+    body = {**conversation("Stream please", model="glm-4.7"), "stream": True, "stream_options": {"include_usage": True}}
     r = chat(client, body)
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.text.endswith("data: [DONE]\n\n")
@@ -316,7 +317,8 @@ def test_stream_usage_on_finish_chunk(client: httpx.Client) -> None:
 def test_stream_usage_in_separate_chunk_and_without_details(clock: FakeClock) -> None:
     emu = Emulator(clock=clock, glm_usage_chunk="separate", glm_prompt_tokens_details=False)
     with httpx.Client(transport=emu.transport(), base_url="http://e") as c:
-        events = sse(chat(c, {**conversation("hi"), "stream": True}).text)
+        body = {**conversation("hi"), "stream": True, "stream_options": {"include_usage": True}}
+        events = sse(chat(c, body).text)
     finish, usage_chunk, done = events[-3], events[-2], events[-1]
     assert done == "[DONE]"
     assert finish["choices"][0]["finish_reason"] == "stop" and "usage" not in finish

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from cache_integrations.testing import Emulator, FakeClock, count_tokens
@@ -155,7 +156,7 @@ def test_json_schema_response_format(client: httpx.Client) -> None:
 
 
 def test_official_sdk_parses_responses(clock: FakeClock) -> None:
-    openai = pytest.importorskip("openai")
+    """openai is a locked test dependency: this must run (never skip) against the official SDK."""
     emu = Emulator(clock=clock)
     system = words(1500)
     with httpx.Client(transport=emu.transport()) as http:
@@ -168,6 +169,8 @@ def test_official_sdk_parses_responses(clock: FakeClock) -> None:
             model="gpt-4o-mini", messages=messages, stream=True, stream_options={"include_usage": True}
         )
         chunks = list(stream)
+        silent = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True))
+        assert all(c.usage is None for c in silent)  # no include_usage, no usage chunk
         usage = chunks[-1].usage
         assert usage is not None and usage.prompt_tokens_details is not None
         assert usage.prompt_tokens_details.cached_tokens == first.usage.prompt_tokens // 128 * 128
