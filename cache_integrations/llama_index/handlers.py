@@ -42,10 +42,9 @@ from ..errors import InvalidRequestError
 from ..layout import apply_layout
 from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
+from ..strategies import session_from_metadata
 from ..usage import Usage, as_mapping, usage_from_mapping, with_cache_booking
 from ._convert import messages_from_llama_index, tool_from_llama_index
-
-_SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
 
 __all__ = [
     "CacheUsageHandler",
@@ -148,7 +147,7 @@ def _in_flight(
         if neutral is not None and (model_dict or {}).get("cache_friendly_layout"):
             laid_out = apply_layout(ChatRequest(str((model_dict or {}).get("model_name")), neutral, tools))
             neutral, tools = laid_out.messages, laid_out.tools
-    session = next((str(tags[k]) for k in _SESSION_KEYS if tags and tags.get(k)), None)
+    session = session_from_metadata(tags)
     return _InFlight(model_dict, neutral, tools, session)
 
 

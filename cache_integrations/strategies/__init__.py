@@ -18,6 +18,7 @@ from ..messages import ChatRequest
 from ..usage import Usage
 from .base import (
     PROVIDERS,
+    SESSION_KEYS,
     Breakpoint,
     CachePlan,
     CachingStrategy,
@@ -26,6 +27,8 @@ from .base import (
     TokenEstimator,
     message_chars,
     provider_from_hints,
+    request_chars,
+    session_from_metadata,
 )
 from .implicit import ImplicitPrefixStrategy, prompt_cache_key_for
 from .warmup import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
@@ -33,6 +36,8 @@ from .warmup import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
 __all__ = [
     "MIN_CACHEABLE_TOKENS",
     "PROVIDERS",
+    "SESSION_KEYS",
+    "STRATEGY_OPTIONS",
     "Breakpoint",
     "CachePlan",
     "CachingStrategy",
@@ -46,8 +51,14 @@ __all__ = [
     "plan_warmup",
     "prompt_cache_key_for",
     "provider_from_hints",
+    "request_chars",
+    "session_from_metadata",
     "strategy_for",
 ]
+
+STRATEGY_OPTIONS: tuple[str, ...] = ("prompt_cache_key", "retention", "prompt_cache_options")
+"""The strategy options `StrategyBook` (and so every adapter) accepts; a strategy that takes a new option
+adds its name here, and anything else is rejected before a call is made (a typo never goes unnoticed)."""
 
 
 def strategy_for(provider: Provider, **options: Any) -> CachingStrategy:
@@ -72,6 +83,12 @@ class StrategyBook:
 
         if provider is not None and provider not in PROVIDERS:
             raise ConfigurationError(f"provider: {provider!r} is not one of {list(PROVIDERS)}")
+        unknown = sorted(set(options) - set(STRATEGY_OPTIONS))
+        if unknown:
+            raise ConfigurationError(
+                f"{unknown[0]}: not a prompt-caching option; allowed: provider, layout, {', '.join(STRATEGY_OPTIONS)}"
+            )
+        strategy_for(provider or "openai", **options)  # option values are checked now, not at the first call
         self.provider: Provider | None = provider  # type: ignore[assignment]
         self.layout = bool(layout)
         self.options = options
