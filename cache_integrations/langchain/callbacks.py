@@ -34,6 +34,7 @@ from ._convert import messages_from_langchain, tool_from_langchain, usage_from_l
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     model: str

@@ -88,8 +88,8 @@ class StrategyBook:
             raise ConfigurationError(
                 f"{unknown[0]}: not a prompt-caching option; allowed: provider, layout, {', '.join(STRATEGY_OPTIONS)}"
             )
-        strategy_for(provider or "openai", **options)  # option values are checked now, not at the first call
         self.provider: Provider | None = provider  # type: ignore[assignment]
+        strategy_for(self.provider or "openai", **options)  # option values are checked now, not at the first call
         self.layout = bool(layout)
         self.options = options
         self.estimator = TokenEstimator()
