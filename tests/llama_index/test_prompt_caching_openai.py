@@ -141,6 +141,8 @@ def test_chat_and_stream_chat_report_the_servers_cached_tokens(
     assert warm.raw.usage.prompt_tokens_details.cached_tokens > 0
     assert _bodies(emu)[-1]["stream_options"] == {"include_usage": True}  # else a stream reports no usage
     assert chunks[-1].raw.usage.prompt_tokens_details.cached_tokens > 0
+    # the reported usage calibrates the wrapper's token estimator (the default is 4 characters a token)
+    assert llm.prompt_caching.estimator.tokens("gpt-4o-mini", 40_000) != 10_000
     assert usage.total.calls == 3
     assert usage.total.cache_read_tokens == emu.counters.cached_tokens_implicit > 0
     assert usage.total.input_tokens == emu.counters.prompt_tokens

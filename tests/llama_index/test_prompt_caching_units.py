@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.instrumentation.dispatcher import active_instrument_tags, instrument_tags
 from llama_index.core.llms import MockLLM
 from llama_index.llms.anthropic import Anthropic
 from llama_index.llms.google_genai import GoogleGenAI
 from llama_index.llms.openai import OpenAI, OpenAIResponses
 
-from cache_integrations.llama_index import GLM, with_prompt_caching
+from cache_integrations.llama_index import GLM, prompt_cache_session, with_prompt_caching
 from cache_integrations.llama_index import _foreign as foreign
 from cache_integrations.llama_index._foreign import PROVIDER_APPLIERS, LlamaCall, detect_provider
 from cache_integrations.strategies import CachePlan
@@ -107,3 +108,34 @@ def test_this_packages_own_llms_are_returned_unchanged(emu: Any) -> None:
     glm = make_glm(emu)
     assert with_prompt_caching(glm) is glm
     assert isinstance(glm, GLM)
+
+
+def test_a_session_block_keeps_the_other_instrument_tags_and_nests() -> None:
+    with instrument_tags({"user": "u-1"}), prompt_cache_session("outer"):
+        assert active_instrument_tags.get() == {"user": "u-1", "session_id": "outer"}
+        with prompt_cache_session("inner"):
+            assert active_instrument_tags.get()["session_id"] == "inner"
+        assert active_instrument_tags.get()["session_id"] == "outer"
+    assert active_instrument_tags.get() == {}
+
+
+def test_streams_feed_their_usage_back_after_the_last_chunk() -> None:
+    llm = with_prompt_caching(MockLLM(max_tokens=None))
+    observed: list[Any] = []
+    llm.prompt_caching.observe = lambda prepared, response: observed.append(response)  # type: ignore[method-assign]
+    chunks = list(llm.stream_chat([_user("U")]))
+    assert observed == [chunks[-1]]
+
+
+def test_options_the_llm_already_sets_are_not_passed_again() -> None:
+    # OpenAIResponses lets call keywords override its additional_kwargs: a planned key must not replace the
+    # caller's own
+    coordinator = foreign.LlamaCachingCoordinator(provider="openai", prompt_cache_key="planned", retention="24h")
+    own = OpenAIResponses(model="gpt-4o-mini", api_key="k", additional_kwargs={"prompt_cache_key": "own"})
+    prepared = coordinator.prepare(LlamaCall.of(own, [_user("q")], {}))
+    assert "prompt_cache_key" not in prepared.call.settings
+    assert prepared.call.settings["prompt_cache_retention"] == "24h"
+    plain = OpenAIResponses(model="gpt-4o-mini", api_key="k")
+    assert coordinator.prepare(LlamaCall.of(plain, [_user("q")], {})).call.settings["prompt_cache_key"] == "planned"
+    called = coordinator.prepare(LlamaCall.of(plain, [_user("q")], {"prompt_cache_key": "call"}))
+    assert called.call.settings["prompt_cache_key"] == "call"
