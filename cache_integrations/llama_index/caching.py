@@ -99,6 +99,15 @@ def prompt_cache_session(session_id: str) -> Iterator[None]:
 class _State:
     coordinator: LlamaCachingCoordinator
     session_id: str | None
+    options: dict[str, Any]
+
+    @classmethod
+    def create(cls, session_id: str | None, options: dict[str, Any]) -> _State:
+        return cls(LlamaCachingCoordinator(**options), session_id, options)
+
+    def __reduce__(self) -> Any:
+        # a new coordinator on the other side (its locks do not pickle; what it learned is rebuilt from usage)
+        return (_State.create, (self.session_id, self.options))
 
 
 if TYPE_CHECKING:
@@ -245,6 +254,17 @@ class PromptCachingLLM(_Base):
             chunks = await self._pc_class().astream_complete(prompt, formatted=formatted, **prepared.call.kwargs())
         return self._pc_awatch(prepared, chunks)
 
+    # -- pickling (multiprocess ingestion pipelines pickle their LLMs) -------------------------------------
+
+    def __reduce__(self) -> Any:
+        """Pickled as the caller's own class plus the caching options, and wrapped again when loaded: the
+        `PromptCaching<Class>` classes are created at run time, so they cannot be found by name."""
+        mro = type(self).__mro__
+        plain = self.model_copy()
+        (plain.__pydantic_private__ or {}).pop("_prompt_caching_state", None)
+        object.__setattr__(plain, "__class__", mro[mro.index(PromptCachingLLM) + 1])
+        return (_wrap, (plain, self._prompt_caching_state))
+
     # -- a repr without credentials ------------------------------------------------------------------------
 
     def __repr_args__(self) -> Any:
@@ -293,10 +313,14 @@ def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, **options: 
         )
     if session_id is not None and (not isinstance(session_id, str) or not session_id):
         raise ConfigurationError(f"session_id: expected a non-empty string or None, got {session_id!r:.80}")
-    coordinator = LlamaCachingCoordinator(**options)  # bad options raise here, before anything is sent
+    state = _State.create(session_id, options)  # bad options raise here, before anything is sent
     if isinstance(llm, PromptCachingLLM | CachingLLM):
         return llm
+    return _wrap(llm, state)
+
+
+def _wrap(llm: LLMT, state: _State) -> LLMT:
     wrapped = llm.model_copy()
     object.__setattr__(wrapped, "__class__", _caching_class(type(llm)))
-    wrapped._prompt_caching_state = _State(coordinator, session_id)  # type: ignore[attr-defined]
+    wrapped._prompt_caching_state = state  # type: ignore[attr-defined]
     return wrapped

@@ -292,3 +292,15 @@ def test_concurrent_sessions_keep_their_own_keys(emu: Emulator, server: RunningS
     asyncio.run(main())
     by_question = {b["messages"][-1]["content"]: b["prompt_cache_key"] for b in _bodies(emu)}
     assert by_question == {f"question of user-{i}": prompt_cache_key_for(f"user-{i}") for i in range(6)}
+
+
+def test_a_wrapped_llm_pickles_as_the_callers_class_and_keeps_caching(emu: Emulator, server: RunningServer) -> None:
+    import pickle
+
+    llm = with_prompt_caching(_openai(server), provider="openai", session_id="pickled", retention="24h")
+    loaded = pickle.loads(pickle.dumps(llm))  # what a multiprocess IngestionPipeline does with an extractor's LLM
+    assert type(loaded) is type(llm) and loaded.prompt_caching is not llm.prompt_caching
+    loaded.chat([SYSTEM, _user("q")])
+    body = _bodies(emu)[-1]
+    assert (body["prompt_cache_key"], body["prompt_cache_retention"]) == (prompt_cache_key_for("pickled"), "24h")
+    assert isinstance(llm, PromptCachingLLM)  # the original is still wrapped
