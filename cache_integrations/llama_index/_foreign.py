@@ -192,7 +192,10 @@ def _planning_message(message: ChatMessage) -> Message:
     return Message(role, text, tool_calls=calls, tool_call_id=str(call_id) if call_id else None)
 
 
-def _planning_messages(messages: Sequence[ChatMessage]) -> tuple[Message, ...]:
+def _planning_messages(messages: Sequence[ChatMessage]) -> tuple[Message, ...] | None:
+    """The neutral messages to plan with; None for input that is not ChatMessages (the LLM says what is wrong)."""
+    if not all(isinstance(m, ChatMessage) for m in messages):
+        return None
     try:
         return messages_from_llama_index(messages)
     except InvalidRequestError:
@@ -326,13 +329,12 @@ class LlamaCachingCoordinator:
         provider = self.book.provider or detect_provider(call.llm)
         self._announce(provider, call.llm)
         name = str(call.settings.get("model") or _model_name(call.llm))
+        messages = _planning_messages(call.messages)
         request = ChatRequest(
-            model=name,
-            messages=_planning_messages(call.messages) if call.messages else (),
-            tools=tuple(_planning_tool(t) for t in call.tools or ()),
+            model=name, messages=messages or (), tools=tuple(_planning_tool(t) for t in call.tools or ())
         )
         context = CallContext(provider=provider, model=name, session=call.session)
-        plan = self.book.plan(request, context) if call.messages else None
+        plan = self.book.plan(request, context) if messages else None
         if plan is None:
             return PreparedCall(_fit_to_class(call, ()), request, context, None, request_chars(request))
         applied = _apply(call, plan)

@@ -13,8 +13,10 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.instrumentation.dispatcher import instrument_tags
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.memory import ChatMemoryBuffer
+from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.openai import OpenAI
+from pydantic import BaseModel
 
 from cache_integrations.llama_index import (
     CachedTokenCountingHandler,
@@ -304,3 +306,26 @@ def test_a_wrapped_llm_pickles_as_the_callers_class_and_keeps_caching(emu: Emula
     body = _bodies(emu)[-1]
     assert (body["prompt_cache_key"], body["prompt_cache_retention"]) == (prompt_cache_key_for("pickled"), "24h")
     assert isinstance(llm, PromptCachingLLM)  # the original is still wrapped
+
+
+class Verdict(BaseModel):
+    """A review verdict."""
+
+    verdict: str
+
+
+def test_structured_output_keeps_the_classes_own_path_and_goes_through_the_caching_layer(
+    emu: Emulator, server: RunningServer
+) -> None:
+    llm = with_prompt_caching(_openai(server), provider="openai", session_id="structured")
+    assert isinstance(llm.structured_predict(Verdict, PromptTemplate("Review {code}"), code="x = 1"), Verdict)
+    assert "response_format" in _bodies(emu)[-1]  # OpenAI's own json_schema path, not the generic tool program
+    assert isinstance(llm.as_structured_llm(Verdict).chat([_user("review")]).raw, Verdict)
+    assert [b["prompt_cache_key"] for b in _bodies(emu)] == [prompt_cache_key_for("structured")] * 2
+
+
+def test_input_the_planner_cannot_read_is_left_to_the_llm(emu: Emulator, server: RunningServer) -> None:
+    llm = with_prompt_caching(_openai(server), provider="openai")
+    with pytest.raises(AttributeError, match="no attribute 'blocks'"):  # the class's own error, as unwrapped
+        llm.chat([{"role": "user", "content": "q"}])  # type: ignore[list-item]
+    assert emu.counters.requests_total == 0
