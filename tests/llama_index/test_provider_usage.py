@@ -15,6 +15,7 @@ import anthropic.types as at
 import pytest
 from google.genai import types as gt
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse
+from llama_index.core.callbacks import CallbackManager
 from llama_index.llms.anthropic import Anthropic
 from llama_index.llms.google_genai import GoogleGenAI
 from llama_index.llms.google_genai.utils import chat_from_gemini_response
@@ -22,7 +23,12 @@ from llama_index.llms.openai import OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from cache_integrations import Usage
-from cache_integrations.llama_index import CacheUsageHandler, usage_from_llama_index, with_prompt_caching
+from cache_integrations.llama_index import (
+    CachedTokenCountingHandler,
+    CacheUsageHandler,
+    usage_from_llama_index,
+    with_prompt_caching,
+)
 from cache_integrations.testing import Emulator, RunningServer
 
 from ..langchain.long_prompt import LONG_SYSTEM_PROMPT
@@ -263,3 +269,18 @@ def test_google_genai_on_the_emulator_reports_the_servers_cached_tokens(
     assert usage.total.calls == 3
     assert usage.total.cache_read_tokens == emu.counters.cached_tokens > 0
     assert usage.total.input_tokens == emu.counters.prompt_tokens
+
+
+def test_the_token_counting_handler_counts_anthropics_cached_prompt_tokens(
+    monkeypatch: pytest.MonkeyPatch, anthropic_llm: Anthropic
+) -> None:
+    # TokenCountingHandler takes Anthropic's input_tokens (cache reads and writes excluded) as the prompt
+    # (llama_index #22548); the drop-in counts what was billed
+    read = {"input_tokens": 15, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 2100, "output_tokens": 9}
+    monkeypatch.setattr(anthropic_llm._client.messages, "create", lambda **kwargs: _anthropic_message(read))
+    counter = CachedTokenCountingHandler()
+    anthropic_llm.callback_manager = CallbackManager([counter])
+    anthropic_llm.chat([SYSTEM, _user("q")])
+    assert (counter.prompt_llm_token_count, counter.completion_llm_token_count) == (2115, 9)
+    assert counter.total_llm_token_count == 2124
+    assert counter.cached_llm_token_count == 2100
