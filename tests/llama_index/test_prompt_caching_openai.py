@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.base.llms.types import CacheControl, CachePoint, ChatMessage, TextBlock
@@ -329,3 +330,15 @@ def test_input_the_planner_cannot_read_is_left_to_the_llm(emu: Emulator, server:
     with pytest.raises(AttributeError, match="no attribute 'blocks'"):  # the class's own error, as unwrapped
         llm.chat([{"role": "user", "content": "q"}])  # type: ignore[list-item]
     assert emu.counters.requests_total == 0
+
+
+def test_openai_itself_gets_the_key_without_forcing_the_provider(emu: Emulator) -> None:
+    # the default base URL, api.openai.com, served in-process by the emulator's transport (no network)
+    client = httpx.Client(transport=emu.transport())
+    llm = with_prompt_caching(OpenAI(model="gpt-4o-mini", api_key="sk-test-key-0123456789", http_client=client))
+    assert llm.api_base == "https://api.openai.com/v1"
+    with prompt_cache_session("user-42"):
+        llm.chat([_user("q"), SYSTEM])
+    body = _bodies(emu)[-1]
+    assert body["prompt_cache_key"] == prompt_cache_key_for("user-42")
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
