@@ -13,7 +13,9 @@ UV_VERSION := 0.13.9
 UV := $(TOOLS)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
-# Copies, not hardlinks from uv's cache: nltk (under llama-index) refuses hardlinked data files.
+# Copy packages into .venv instead of hard-linking them to uv's cache: nltk (through llama-index-core) refuses
+# to read a file with more than one link ("Security Violation ... multiply-linked file"), which is every file
+# of a hard-linked install when the cache and the project share a filesystem.
 export UV_LINK_MODE := copy
 
 .PHONY: install test lint typecheck demo bench clean redis-server lock lock-upgrade lock-check

@@ -69,19 +69,23 @@ class Usage:
 def usage_from_openai(raw: Mapping[str, Any] | None) -> Usage:
     """Map an OpenAI-style usage object (GLM, OpenAI, DeepSeek, Qwen) to `Usage`.
 
-    A missing ``prompt_tokens_details`` means the provider did not report cache reads: 0.
+    A missing ``prompt_tokens_details`` means the provider did not report cache reads: 0. DeepSeek's
+    ``prompt_cache_hit_tokens`` are its cache reads; ``prompt_tokens`` includes cache reads and writes.
     """
     if not raw:
         return Usage()
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
+    prompt_details = as_mapping(raw.get("prompt_tokens_details")) or {}
+    completion_details = as_mapping(raw.get("completion_tokens_details")) or {}
     cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's own field wins when present
     if cached is None:
         cached = prompt_details.get("cached_tokens")
+    # Written to a cache: OpenAI's explicit mode (GPT-5.6) says cache_write_tokens, DashScope's explicit cache
+    # (Qwen, OpenAI-compatible mode) cache_creation_input_tokens, both inside prompt_tokens_details.
+    written = prompt_details.get("cache_write_tokens") or prompt_details.get("cache_creation_input_tokens")
     return Usage(
         input_tokens=int(raw.get("prompt_tokens") or 0),
         cache_read_tokens=int(cached or 0),
-        cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
+        cache_write_tokens=int(written or 0),
         output_tokens=int(raw.get("completion_tokens") or 0),
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
     )
@@ -126,9 +130,11 @@ def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
         def get(key: str) -> int:
             return _int(usage.get(key) if key in usage else usage.get(_camel(key)))
 
+        # promptTokenCount includes the cached tokens; tool-use prompt tokens (Google Search, code
+        # execution results fed back to the model) are billed as input too (as providers.gemini counts them).
         thoughts = get("thoughts_token_count")
         return Usage(
-            input_tokens=get("prompt_token_count"),
+            input_tokens=get("prompt_token_count") + get("tool_use_prompt_token_count"),
             cache_read_tokens=get("cached_content_token_count"),
             output_tokens=get("candidates_token_count") + thoughts,
             reasoning_tokens=thoughts,

@@ -23,18 +23,21 @@ from ..errors import InvalidRequestError
 from ..layout import canonical_json
 from ..messages import ChatRequest, Message, ToolCall, ToolDefinition
 from ..strategies import (
+    SESSION_KEYS,
     CachePlan,
     CallContext,
     Provider,
     StrategyBook,
     TokenEstimator,
-    message_chars,
     provider_from_hints,
+    request_chars,
+    session_from_metadata,
 )
 from ._convert import messages_from_langchain, tool_from_langchain, usage_from_langchain
 
 __all__ = [
     "PROVIDER_APPLIERS",
+    "SESSION_KEYS",
     "CachingCoordinator",
     "ForeignCall",
     "PreparedCall",
@@ -44,15 +47,7 @@ __all__ = [
 
 logger = logging.getLogger("cache_integrations.langchain")
 
-SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
 _BASE_URL_ATTRS = ("openai_api_base", "base_url", "anthropic_api_url", "api_base", "endpoint")
-
-
-def session_from_metadata(metadata: Mapping[str, Any] | None) -> str | None:
-    """The conversation id in a run's metadata or configurable (`session_id`, `thread_id`, ...)."""
-    if not metadata:
-        return None
-    return next((str(metadata[k]) for k in SESSION_KEYS if metadata.get(k)), None)
 
 
 def _model_name(model: BaseChatModel) -> str:
@@ -135,11 +130,6 @@ def _planning_tool(tool: Any) -> ToolDefinition:
         return ToolDefinition(str(name or type(tool).__name__))
 
 
-def _chars(request: ChatRequest) -> int:
-    tools = sum(len(t.name) + len(t.description) + len(canonical_json(dict(t.parameters))) for t in request.tools)
-    return tools + sum(message_chars(m) for m in request.messages)
-
-
 class CachingCoordinator:
     """Plans and applies caching for one wrapped model or middleware; learns from reported usage.
 
@@ -184,12 +174,12 @@ class CachingCoordinator:
         context = CallContext(provider=provider, model=name, session=call.session)
         plan = self.book.plan(request, context)
         if plan is None:
-            return PreparedCall(call, request, context, None, _chars(request))
+            return PreparedCall(call, request, context, None, request_chars(request))
         applied = _apply(call, plan)
         specific = PROVIDER_APPLIERS.get(provider)
         if specific is not None:
             applied = specific(applied, plan)
-        return PreparedCall(applied, request, context, plan, _chars(request))
+        return PreparedCall(applied, request, context, plan, request_chars(request))
 
     def observe(self, prepared: PreparedCall, message: BaseMessage | None) -> None:
         meta = getattr(message, "usage_metadata", None)

@@ -29,11 +29,10 @@ from ..errors import InvalidRequestError
 from ..layout import apply_layout
 from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
+from ..strategies import session_from_metadata
 from ._convert import messages_from_langchain, tool_from_langchain, usage_from_langchain
 
 logger = logging.getLogger(__name__)
-
-_SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ def _request_of(
     if params.get("cache_friendly_layout"):
         laid_out = apply_layout(ChatRequest(model, neutral, tools))
         neutral, tools = laid_out.messages, laid_out.tools
-    session = next((str(metadata[k]) for k in _SESSION_KEYS if metadata.get(k)), None)
+    session = session_from_metadata(metadata)
     # This package's models put an opaque id of their credential and endpoint in their invocation
     # params, so tenants sharing a prompt are never diagnosed as one conversation.
     scope = params.get("credential_scope")

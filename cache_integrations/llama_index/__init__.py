@@ -1,5 +1,7 @@
 """LlamaIndex integration: cache-aware LLMs, cache usage handlers and cache-friendly RAG.
 
+* `with_prompt_caching(llm)`: prompt caching for any LlamaIndex LLM you already have (OpenAI, OpenAILike,
+  Anthropic, GoogleGenAI, ...); `prompt_cache_session(id)` scopes calls to one conversation.
 * `GLM`, `Gemini`: `FunctionCallingLLM`s over the core providers (normalized usage with cached
   tokens on every response; Gemini manages explicit caches, `Gemini.cache_context` pins one).
 * `CacheUsageHandler` (instrumentation) and `CachedTokenCountingHandler` (callback manager):
@@ -9,6 +11,7 @@
 
 from __future__ import annotations
 
+from .caching import PromptCachingLLM, prompt_cache_session, with_prompt_caching
 from .handlers import (
     CachedTokenCountingHandler,
     CacheUsageHandler,
@@ -26,7 +29,10 @@ __all__ = [
     "CachingLLM",
     "Gemini",
     "PinnedContext",
+    "PromptCachingLLM",
     "StableNodeOrder",
     "get_cache_usage_handler",
+    "prompt_cache_session",
     "usage_from_llama_index",
+    "with_prompt_caching",
 ]

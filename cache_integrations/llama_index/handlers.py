@@ -42,10 +42,9 @@ from ..errors import InvalidRequestError
 from ..layout import apply_layout
 from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
+from ..strategies import session_from_metadata
 from ..usage import Usage, as_mapping, usage_from_mapping, with_cache_booking
 from ._convert import messages_from_llama_index, tool_from_llama_index
-
-_SESSION_KEYS = ("session_id", "thread_id", "conversation_id")
 
 __all__ = [
     "CacheUsageHandler",
@@ -149,7 +148,7 @@ def _in_flight(
         if neutral is not None and (model_dict or {}).get("cache_friendly_layout"):
             laid_out = apply_layout(ChatRequest(str((model_dict or {}).get("model_name")), neutral, tools))
             neutral, tools = laid_out.messages, laid_out.tools
-    session = next((str(tags[k]) for k in _SESSION_KEYS if tags and tags.get(k)), None)
+    session = session_from_metadata(tags)
     # This package's LLMs put an opaque id of their credential and endpoint in their event payload,
     # so tenants sharing a prompt are never diagnosed as one conversation.
     scope = (model_dict or {}).get("credential_scope")
@@ -320,8 +319,9 @@ def get_cache_usage_handler(
 class CachedTokenCountingHandler(TokenCountingHandler):
     """`TokenCountingHandler` that also counts cached tokens, cache writes, hit rate and money.
 
-    Its own counts (``prompt_llm_token_count`` ...) keep working; ``prompt_llm_token_count``
-    includes cached tokens. Example:
+    Its own counts (``prompt_llm_token_count`` ...) keep working and are the billed ones where the LLM
+    reports usage: ``prompt_llm_token_count`` includes cached tokens and cache writes (also for Anthropic,
+    whose ``input_tokens`` excludes them) and completions include thinking tokens. Example:
 
         ```python
         counter = CachedTokenCountingHandler()
@@ -369,9 +369,25 @@ class CachedTokenCountingHandler(TokenCountingHandler):
         event_id: str = "",
         **kwargs: Any,
     ) -> None:
+        record = None
         if event_type == CBEventType.LLM and event_type not in self.event_ends_to_ignore and payload is not None:
-            self._recorder.end(event_id, payload.get(EventPayload.RESPONSE) or payload.get(EventPayload.COMPLETION))
+            record = self._recorder.end(
+                event_id, payload.get(EventPayload.RESPONSE) or payload.get(EventPayload.COMPLETION)
+            )
         super().on_event_end(event_type, payload, event_id, **kwargs)
+        if record is not None:
+            self._count_billed(event_id, record.usage)
+
+    def _count_billed(self, event_id: str, usage: Usage) -> None:
+        """Correct the event `TokenCountingHandler` just counted to the provider's billed tokens: its own
+        reading takes Anthropic's ``input_tokens`` (cache reads and writes excluded) as the whole prompt, and
+        leaves out Gemini's thinking and tool-use tokens."""
+        for event in reversed(self.llm_token_counts[-8:]):
+            if event.event_id == event_id:
+                event.prompt_token_count = usage.input_tokens
+                event.completion_token_count = usage.output_tokens
+                event.total_token_count = usage.input_tokens + usage.output_tokens
+                return
 
     @property
     def diagnoses(self) -> list[Diagnosis]:

@@ -21,6 +21,7 @@ from ..usage import Usage
 from .anthropic import ANTHROPIC_MIN_CACHEABLE_TOKENS, AnthropicBreakpointStrategy, anthropic_min_tokens
 from .base import (
     PROVIDERS,
+    SESSION_KEYS,
     Breakpoint,
     CachePlan,
     CachingStrategy,
@@ -29,6 +30,8 @@ from .base import (
     TokenEstimator,
     message_chars,
     provider_from_hints,
+    request_chars,
+    session_from_metadata,
 )
 from .implicit import ImplicitPrefixStrategy, prompt_cache_key_for
 from .warmup import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
@@ -37,6 +40,8 @@ __all__ = [
     "ANTHROPIC_MIN_CACHEABLE_TOKENS",
     "MIN_CACHEABLE_TOKENS",
     "PROVIDERS",
+    "SESSION_KEYS",
+    "STRATEGY_OPTIONS",
     "AnthropicBreakpointStrategy",
     "Breakpoint",
     "CachePlan",
@@ -52,12 +57,16 @@ __all__ = [
     "plan_warmup",
     "prompt_cache_key_for",
     "provider_from_hints",
+    "request_chars",
+    "session_from_metadata",
     "strategy_for",
 ]
 
-
 _IMPLICIT_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options")
 _ANTHROPIC_OPTIONS = ("ttl", "min_tokens")
+STRATEGY_OPTIONS: tuple[str, ...] = (*_IMPLICIT_OPTIONS, *_ANTHROPIC_OPTIONS)
+"""The strategy options `StrategyBook` (and so every adapter) accepts; a strategy that takes a new option
+adds its name here, and anything else is rejected before a call is made (a typo never goes unnoticed)."""
 
 
 def strategy_for(provider: Provider, *, estimator: TokenEstimator | None = None, **options: Any) -> CachingStrategy:
@@ -86,7 +95,14 @@ class StrategyBook:
 
         if provider is not None and provider not in PROVIDERS:
             raise ConfigurationError(f"provider: {provider!r} is not one of {list(PROVIDERS)}")
+        unknown = sorted(set(options) - set(STRATEGY_OPTIONS))
+        if unknown:
+            raise ConfigurationError(
+                f"{unknown[0]}: not a prompt-caching option; allowed: provider, layout, {', '.join(STRATEGY_OPTIONS)}"
+            )
         self.provider: Provider | None = provider  # type: ignore[assignment]
+        for known in ("openai", "anthropic"):  # option values are checked now, not at the first call
+            strategy_for(known, **options)
         self.layout = bool(layout)
         self.options = options
         self.estimator = TokenEstimator()

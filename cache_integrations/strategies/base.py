@@ -16,17 +16,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ..layout import canonical_json
 from ..messages import ChatRequest, Message, TextPart
 from ..usage import Usage
 
 __all__ = [
     "PROVIDERS",
+    "SESSION_KEYS",
     "Breakpoint",
     "CachePlan",
     "CachingStrategy",
     "CallContext",
     "TokenEstimator",
     "provider_from_hints",
+    "request_chars",
+    "session_from_metadata",
 ]
 
 Provider = Literal["openai", "anthropic", "google", "zhipuai", "deepseek", "dashscope", "openai_compatible", "unknown"]
@@ -93,6 +97,20 @@ def provider_from_hints(*, name: str | None = None, base_url: str | None = None)
         if provider == "openai":
             return "openai_compatible"
     return provider
+
+
+SESSION_KEYS: tuple[str, ...] = ("session_id", "thread_id", "conversation_id")
+"""Keys that name a conversation or tenant in a run's metadata (LangChain's metadata and configurable,
+LlamaIndex's instrument tags), in the order they are looked up."""
+
+
+def session_from_metadata(metadata: Mapping[str, Any] | None) -> str | None:
+    """The conversation id in a run's metadata, configurable or instrument tags (`session_id`,
+    `thread_id`, `conversation_id`), or None. Both adapters and both frameworks' handlers read
+    sessions through it, so a session means the same thing to the caching layer and the diagnostics."""
+    if not metadata:
+        return None
+    return next((str(metadata[k]) for k in SESSION_KEYS if metadata.get(k)), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +183,12 @@ def message_chars(message: Message) -> int:
     for call in message.tool_calls:
         size += len(call.name) + sum(len(str(k)) + len(str(v)) for k, v in call.arguments.items()) + 16
     return size + len(message.reasoning or "") + 8
+
+
+def request_chars(request: ChatRequest) -> int:
+    """Characters of a request's prompt (tools and messages): what the token estimator is calibrated on."""
+    tools = sum(len(t.name) + len(t.description) + len(canonical_json(dict(t.parameters))) for t in request.tools)
+    return tools + sum(message_chars(m) for m in request.messages)
 
 
 class TokenEstimator:
