@@ -24,6 +24,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
 from ..errors import InvalidRequestError
 from ..messages import ChatRequest, tool_choice_from_spec
+from ..observe import CallObservation, aobserved_stream, finish_response, observe_provider_call, observed_stream
 from ..providers import ChatProvider
 from ._convert import (
     ai_message_from_response,
@@ -31,6 +32,8 @@ from ._convert import (
     messages_from_langchain,
     tool_from_langchain,
 )
+from ._foreign import session_from_metadata
+from ._observe import annotate
 
 __all__ = ["CachingChatModel"]
 
@@ -60,6 +63,9 @@ class CachingChatModel(BaseChatModel):
     """An `httpx.Client` to use (proxies, custom transports, the emulator's transport)."""
     http_async_client: Any = Field(default=None, exclude=True)
     """An `httpx.AsyncClient` to use."""
+    instrument: Any = Field(default=None, exclude=True)
+    """OpenTelemetry spans and metrics per call: None follows `cache_integrations.otel.instrument()`, True /
+    False turn them on / off for this model, or a `cache_integrations.otel.Instrumentation`."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
 
@@ -132,6 +138,14 @@ class CachingChatModel(BaseChatModel):
             extra={**self._extra_body(), **self.model_kwargs, **kw},
         )
 
+    def _observe(
+        self, request: ChatRequest, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+    ) -> CallObservation:
+        session = session_from_metadata(run_manager.metadata) if run_manager is not None else None
+        return observe_provider_call(
+            self.instrument, self._client, request, layout=self.cache_friendly_layout, session=session
+        )
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -140,8 +154,16 @@ class CachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = self._build_request(messages, stop, kwargs)
-        response = self._client.chat(request, layout=self.cache_friendly_layout)
-        return self._result(ai_message_from_response(response, self._client.price_provider))
+        obs = self._observe(request, run_manager)
+        try:
+            with obs.active():
+                response = self._client.chat(request, layout=self.cache_friendly_layout)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        message = ai_message_from_response(response, self._client.price_provider)
+        annotate(message, finish_response(obs, response), run_manager)
+        return self._result(message)
 
     async def _agenerate(
         self,
@@ -151,8 +173,16 @@ class CachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = self._build_request(messages, stop, kwargs)
-        response = await self._client.achat(request, layout=self.cache_friendly_layout)
-        return self._result(ai_message_from_response(response, self._client.price_provider))
+        obs = self._observe(request, run_manager)
+        try:
+            with obs.active():
+                response = await self._client.achat(request, layout=self.cache_friendly_layout)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        message = ai_message_from_response(response, self._client.price_provider)
+        annotate(message, finish_response(obs, response), run_manager)
+        return self._result(message)
 
     @staticmethod
     def _result(message: AIMessage) -> ChatResult:
@@ -171,8 +201,10 @@ class CachingChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         request = self._build_request(messages, stop, kwargs)
         provider = self._client.price_provider
-        for chunk in self._client.stream(request, layout=self.cache_friendly_layout):
+        obs = self._observe(request, run_manager)
+        for chunk, facts in observed_stream(obs, self._client.stream(request, layout=self.cache_friendly_layout)):
             gen = ChatGenerationChunk(message=message_chunk_from_stream(chunk, provider))
+            annotate(gen.message, facts, run_manager)
             if run_manager:
                 run_manager.on_llm_new_token(gen.text, chunk=gen)
             yield gen
@@ -186,8 +218,11 @@ class CachingChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = self._build_request(messages, stop, kwargs)
         provider = self._client.price_provider
-        async for chunk in self._client.astream(request, layout=self.cache_friendly_layout):
+        obs = self._observe(request, run_manager)
+        chunks = self._client.astream(request, layout=self.cache_friendly_layout)
+        async for chunk, facts in aobserved_stream(obs, chunks):
             gen = ChatGenerationChunk(message=message_chunk_from_stream(chunk, provider))
+            annotate(gen.message, facts, run_manager)
             if run_manager:
                 await run_manager.on_llm_new_token(gen.text, chunk=gen)
             yield gen
