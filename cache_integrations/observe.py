@@ -207,7 +207,7 @@ def resolve_instrumentation(flag: Any) -> Instrumentation | None:
 class CallObservation:
     """One model call being observed: facts always, an OpenTelemetry span when instrumented."""
 
-    __slots__ = ("_finished", "_layout", "_request", "_session", "model", "provider", "telemetry")
+    __slots__ = ("_finished", "_layout", "_request", "_session", "facts_wanted", "model", "provider", "telemetry")
 
     def __init__(
         self,
@@ -218,14 +218,21 @@ class CallObservation:
         request: ChatRequest | Callable[[], ChatRequest] | None,
         layout: bool,
         session: str | None,
+        facts_wanted: bool = True,
     ) -> None:
         self.telemetry = telemetry
+        self.facts_wanted = facts_wanted
         self.provider = provider
         self.model = model
         self._request = request
         self._layout = layout
         self._session = session
         self._finished = False
+
+    @property
+    def wants_output(self) -> bool:
+        """Whether the answer's text is recorded (instrumented with ``capture_content``)."""
+        return self.telemetry is not None and self.telemetry.instrumentation.capture_content
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -254,6 +261,8 @@ class CallObservation:
         if self._finished:
             return None
         self._finished = True
+        if self.telemetry is None and not self.facts_wanted:
+            return None
         model = response_model or self.model
         facts: CallFacts | None = None
         prices = self.telemetry.instrumentation.prices if self.telemetry is not None else None
@@ -304,27 +313,37 @@ def observe_call(
     layout: bool = False,
     session: str | None = None,
     server: tuple[str, int] | None = None,
+    facts: bool = True,
 ) -> CallObservation:
     """Start observing one model call.
 
     `instrument` is a model's ``instrument=`` setting (see `resolve_instrumentation`); `provider` the price
     provider id; `request` the neutral request (for the miss diagnosis and, with ``capture_content``, the
     span's input messages; `layout` applies the cache-friendly layout to it first, as the provider will);
-    `session` the conversation id when the caller gave one; `server` its (host, port).
+    `session` the conversation id when the caller gave one; `server` its (host, port); `facts`: whether
+    `finish` returns the facts when not instrumented (False skips pricing).
     """
     telemetry = None
     if not _ACTIVE.get():
         instrumentation = resolve_instrumentation(instrument)
         if instrumentation is not None:
             telemetry = instrumentation.start(provider=provider, model=model, session=session, server=server)
-    return CallObservation(telemetry, provider=provider, model=model, request=request, layout=layout, session=session)
+    return CallObservation(
+        telemetry, provider=provider, model=model, request=request, layout=layout, session=session, facts_wanted=facts
+    )
 
 
 # -- models over a core provider (ChatGLM, ChatGemini, LlamaIndex GLM / Gemini) ---------------------------
 
 
 def observe_provider_call(
-    instrument: Any, client: ChatProvider, request: ChatRequest, *, layout: bool, session: str | None = None
+    instrument: Any,
+    client: ChatProvider,
+    request: ChatRequest,
+    *,
+    layout: bool,
+    session: str | None = None,
+    facts: bool = True,
 ) -> CallObservation:
     """`observe_call` for a request a core `ChatProvider` is about to send."""
     base_url = getattr(client, "base_url", None) or getattr(getattr(client, "client", None), "base_url", None)
@@ -336,11 +355,14 @@ def observe_provider_call(
         layout=layout,
         session=session,
         server=server_of(base_url if isinstance(base_url, str) else None),
+        facts=facts,
     )
 
 
-def finish_response(obs: CallObservation, response: ChatResponse | StreamChunk) -> CallFacts | None:
-    """Finish `obs` with a core response, or a stream's final chunk."""
+def finish_response(
+    obs: CallObservation, response: ChatResponse | StreamChunk, output: Message | None = None
+) -> CallFacts | None:
+    """Finish `obs` with a core response, or a stream's final chunk (`output`: the streamed answer)."""
     if isinstance(response, ChatResponse):
         return obs.finish(
             usage=response.usage,
@@ -356,6 +378,7 @@ def finish_response(obs: CallObservation, response: ChatResponse | StreamChunk) 
         cache=response.cache,
         finish_reasons=(response.finish_reason,) if response.finish_reason else (),
         response_id=response.id,
+        output=output,
     )
 
 
@@ -364,9 +387,13 @@ def observed_stream(
 ) -> Iterator[tuple[StreamChunk, CallFacts | None]]:
     """The chunks of a core stream, the final one with the call's facts; the span ends with the stream
     (an error ends it failed; a consumer that stops early ends it without usage)."""
+    text: list[str] | None = [] if obs.wants_output else None
     try:
         for chunk in chunks:
-            yield chunk, (finish_response(obs, chunk) if chunk.final else None)
+            if text is not None and chunk.text:
+                text.append(chunk.text)
+            facts = finish_response(obs, chunk, _answer(text)) if chunk.final else None
+            yield chunk, facts
     except GeneratorExit:
         obs.finish(usage=None)
         raise
@@ -380,9 +407,13 @@ async def aobserved_stream(
     obs: CallObservation, chunks: AsyncIterator[StreamChunk]
 ) -> AsyncIterator[tuple[StreamChunk, CallFacts | None]]:
     """`observed_stream` for an async stream."""
+    text: list[str] | None = [] if obs.wants_output else None
     try:
         async for chunk in chunks:
-            yield chunk, (finish_response(obs, chunk) if chunk.final else None)
+            if text is not None and chunk.text:
+                text.append(chunk.text)
+            facts = finish_response(obs, chunk, _answer(text)) if chunk.final else None
+            yield chunk, facts
     except GeneratorExit:
         obs.finish(usage=None)
         raise
@@ -390,6 +421,10 @@ async def aobserved_stream(
         obs.fail(exc)
         raise
     obs.finish(usage=None)
+
+
+def _answer(text: list[str] | None) -> Message | None:
+    return None if text is None else Message("assistant", "".join(text))
 
 
 _T = TypeVar("_T")

@@ -57,6 +57,7 @@ from llama_index.core.llms.llm import ToolSelection
 from ..clients import gemini_client, glm_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, StreamChunk, ToolDefinition, tool_choice_from_spec
+from ..observe import CallObservation, aobserved_stream, finish_response, observe_provider_call, observed_stream
 from ..providers import ChatProvider
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
 from ..providers.glm import GLM_BASE_URL, glm_options
@@ -130,6 +131,12 @@ class CachingLLM(FunctionCallingLLM):
     default_headers: dict[str, str] | None = Field(default=None, description="Extra HTTP headers.")
     http_client: Any = Field(default=None, exclude=True, description="An httpx.Client to use.")
     http_async_client: Any = Field(default=None, exclude=True, description="An httpx.AsyncClient to use.")
+    instrument: Any = Field(
+        default=None,
+        exclude=True,
+        description="OpenTelemetry spans and metrics per call: None follows cache_integrations.otel.instrument(), "
+        "True / False turn them on / off, or a cache_integrations.otel.Instrumentation.",
+    )
 
     _client: ChatProvider = PrivateAttr()
     _default_context_window: ClassVar[int] = 131_072
@@ -204,14 +211,33 @@ class CachingLLM(FunctionCallingLLM):
 
     # -- the private, undecorated implementations -------------------------------------------------
 
+    def _observe(self, request: ChatRequest) -> CallObservation:
+        return observe_provider_call(
+            self.instrument, self._client, request, layout=self.cache_friendly_layout, facts=False
+        )
+
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         request = self._build_request(messages, kwargs)
-        response = self._client.chat(request, layout=self.cache_friendly_layout)
+        obs = self._observe(request)
+        try:
+            with obs.active():
+                response = self._client.chat(request, layout=self.cache_friendly_layout)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        finish_response(obs, response)
         return chat_response_from_core(response, self._client.price_provider)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         request = self._build_request(messages, kwargs)
-        response = await self._client.achat(request, layout=self.cache_friendly_layout)
+        obs = self._observe(request)
+        try:
+            with obs.active():
+                response = await self._client.achat(request, layout=self.cache_friendly_layout)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        finish_response(obs, response)
         return chat_response_from_core(response, self._client.price_provider)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -221,7 +247,7 @@ class CachingLLM(FunctionCallingLLM):
 
         def gen() -> ChatResponseGen:
             acc = StreamAccumulator()
-            for chunk in chunks:
+            for chunk, _ in observed_stream(self._observe(request), chunks):
                 if chunk.final:
                     yield chat_response_from_core(acc.response(chunk), provider, delta="")
                     return
@@ -237,7 +263,7 @@ class CachingLLM(FunctionCallingLLM):
 
         async def gen() -> ChatResponseAsyncGen:
             acc = StreamAccumulator()
-            async for chunk in chunks:
+            async for chunk, _ in aobserved_stream(self._observe(request), chunks):
                 if chunk.final:
                     yield chat_response_from_core(acc.response(chunk), provider, delta="")
                     return
