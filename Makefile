@@ -13,8 +13,11 @@ UV_VERSION := 0.13.9
 UV := $(TOOLS)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
+# Copy files out of uv's cache instead of hard-linking them: nltk (under llama-index-core) refuses to read
+# its bundled stopwords from a multiply-linked file, which broke the README's LlamaIndex quickstart.
+export UV_LINK_MODE := copy
 
-.PHONY: install test lint typecheck demo bench clean redis-server lock lock-upgrade lock-check
+.PHONY: install test lint typecheck demo bench clean redis-server chromium lock lock-upgrade lock-check
 
 $(UV):
 	$(PY) -m venv $(TOOLS)
@@ -51,7 +54,15 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
-test: lint typecheck redis-server $(STAMP)
+# The doctor's HTML report is checked in a real headless browser: Debian's chromium, driven by Playwright's
+# Python package (never `playwright install`, which downloads a browser of its own).
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+	  echo "installing chromium (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: lint typecheck redis-server chromium $(STAMP)
 	$(BIN)/python -m pytest -q --record-mode=none --block-network --allowed-hosts=127.0.0.1,localhost
 
 demo: $(STAMP)
