@@ -17,6 +17,8 @@ Nothing here imports OpenTelemetry: without instrumentation a call costs one pri
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
@@ -43,6 +45,7 @@ __all__ = [
     "aiterate_active",
     "aobserved_stream",
     "call_facts",
+    "check_instrument",
     "finish_response",
     "iterate_active",
     "observe_call",
@@ -64,6 +67,7 @@ _ACTIVE: ContextVar[bool] = ContextVar("cache_integrations_observed_call", defau
 # creates when there is none.
 _process: Instrumentation | None = None
 _default: Instrumentation | None = None
+_default_lock = threading.Lock()
 
 
 def _usd(value: Decimal | None) -> float | None:
@@ -172,6 +176,21 @@ def set_process_instrumentation(instrumentation: Instrumentation | None) -> None
     _process = instrumentation
 
 
+def check_instrument(value: Any) -> Any:
+    """`value` when it is a valid ``instrument=`` setting; else ConfigurationError naming the allowed values."""
+    if value is None or isinstance(value, bool):
+        return value
+    otel = sys.modules.get("cache_integrations.otel")  # not loaded: the value cannot be one of its objects
+    if otel is not None and isinstance(value, otel.Instrumentation):
+        return value
+    from .errors import ConfigurationError
+
+    raise ConfigurationError(
+        "instrument: expected True, False, None or a cache_integrations.otel.Instrumentation, "
+        f"got {type(value).__name__}"
+    )
+
+
 def resolve_instrumentation(flag: Any) -> Instrumentation | None:
     """The instrumentation a model's ``instrument=`` setting asks for.
 
@@ -187,21 +206,15 @@ def resolve_instrumentation(flag: Any) -> Instrumentation | None:
         if _process is not None:
             return _process
         global _default
-        if _default is None:
-            from .otel import Instrumentation
+        with _default_lock:
+            if _default is None:
+                from .otel import Instrumentation
 
-            _default = Instrumentation()
-        return _default
-    from .otel import Instrumentation
-
-    if isinstance(flag, Instrumentation):
-        return flag
-    from .errors import ConfigurationError
-
-    raise ConfigurationError(
-        "instrument: expected True, False, None or a cache_integrations.otel.Instrumentation, "
-        f"got {type(flag).__name__}"
-    )
+                _default = Instrumentation()
+            return _default
+    check_instrument(flag)
+    instrumentation: Instrumentation = flag
+    return instrumentation
 
 
 class CallObservation:

@@ -20,11 +20,18 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from ..errors import InvalidRequestError
 from ..messages import ChatRequest, tool_choice_from_spec
-from ..observe import CallObservation, aobserved_stream, finish_response, observe_provider_call, observed_stream
+from ..observe import (
+    CallObservation,
+    aobserved_stream,
+    check_instrument,
+    finish_response,
+    observe_provider_call,
+    observed_stream,
+)
 from ..providers import ChatProvider
 from ._convert import (
     ai_message_from_response,
@@ -68,6 +75,11 @@ class CachingChatModel(BaseChatModel):
     False turn them on / off for this model, or a `cache_integrations.otel.Instrumentation`."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
+
+    @field_validator("instrument")
+    @classmethod
+    def _check_instrument(cls, value: Any) -> Any:
+        return check_instrument(value)
 
     _ls_provider: ClassVar[str] = "provider"
     _structured_tool_choice_forced: ClassVar[bool] = True

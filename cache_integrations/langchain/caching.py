@@ -27,11 +27,11 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, 
 from langchain_core.runnables.base import RunnableEach, RunnableParallel
 from langchain_core.runnables.config import ensure_config, get_config_list
 from langchain_core.runnables.fallbacks import RunnableWithFallbacks
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from ..errors import ConfigurationError
 from ..messages import ChatRequest
-from ..observe import CallObservation, aiterate_active, iterate_active
+from ..observe import CallObservation, aiterate_active, check_instrument, iterate_active
 from ..strategies import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
 from ._foreign import (
     CachingCoordinator,
@@ -70,6 +70,11 @@ class PromptCachingChatModel(BaseChatModel):
     False turn them on / off, or a `cache_integrations.otel.Instrumentation`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @field_validator("instrument")
+    @classmethod
+    def _check_instrument(cls, value: Any) -> Any:
+        return check_instrument(value)
 
     _coordinator: CachingCoordinator = PrivateAttr()
 

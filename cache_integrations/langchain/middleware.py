@@ -20,7 +20,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 
 from ..errors import ConfigurationError
-from ..observe import CallObservation
+from ..observe import CallObservation, check_instrument
 from ._base import CachingChatModel
 from ._foreign import CachingCoordinator, ForeignCall, PreparedCall, _model_name, detect_provider, session_from_metadata
 from ._observe import finish_with_message, observe_foreign_call
@@ -69,7 +69,7 @@ class PromptCachingMiddleware(AgentMiddleware):
         if "warmup" in options:
             raise ConfigurationError("PromptCachingMiddleware: `warmup` applies to batches; use with_prompt_caching")
         self._coordinator = CachingCoordinator(**options)
-        self._instrument = instrument
+        self._instrument = check_instrument(instrument)
 
     @property
     def coordinator(self) -> CachingCoordinator:

@@ -48,7 +48,7 @@ from llama_index.core.base.llms.types import (
     ThinkingBlock,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, field_validator
 from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -57,7 +57,14 @@ from llama_index.core.llms.llm import ToolSelection
 from ..clients import gemini_client, glm_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, StreamChunk, ToolDefinition, tool_choice_from_spec
-from ..observe import CallObservation, aobserved_stream, finish_response, observe_provider_call, observed_stream
+from ..observe import (
+    CallObservation,
+    aobserved_stream,
+    check_instrument,
+    finish_response,
+    observe_provider_call,
+    observed_stream,
+)
 from ..providers import ChatProvider
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
 from ..providers.glm import GLM_BASE_URL, glm_options
@@ -140,6 +147,12 @@ class CachingLLM(FunctionCallingLLM):
 
     _client: ChatProvider = PrivateAttr()
     _default_context_window: ClassVar[int] = 131_072
+
+    @field_validator("instrument")
+    @classmethod
+    def _check_instrument(cls, value: Any) -> Any:
+        return check_instrument(value)
+
     # What `tool_required=True` asks the provider for.
     _required_tool_choice: ClassVar[str] = "required"
 

@@ -313,3 +313,31 @@ def test_mode_is_validated() -> None:
 
     with pytest.raises(ConfigurationError, match="mode 'always' is not one of 'auto', 'span', 'attributes'"):
         Instrumentation(mode="always")  # type: ignore[arg-type]
+
+
+def test_instrument_true_uses_the_global_providers(
+    telemetry: Telemetry, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.metrics import _internal as metrics
+
+    from cache_integrations import observe
+
+    monkeypatch.setattr(observe, "_default", None)
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: telemetry.tracer_provider)
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: telemetry.meter_provider)
+    chat_glm(emu, model="glm-4.7", instrument=True).invoke(_chat("q"))
+    assert [s.name for s in telemetry.spans] == ["chat glm-4.7"]
+    assert telemetry.token_sum("input") > 0
+
+
+def test_a_bad_instrument_setting_is_refused_up_front(emu: Emulator, telemetry: Telemetry) -> None:
+    from cache_integrations import ConfigurationError
+
+    with pytest.raises(ValueError, match=r"instrument: expected True, False, None or a cache_integrations\.otel"):
+        chat_glm(emu, model="glm-4.7", instrument="yes")
+    with pytest.raises(ValueError, match="instrument: expected True, False, None"):
+        with_prompt_caching(chat_glm(emu, model="glm-4.7"), instrument=telemetry.tracer_provider)
+    with pytest.raises(ConfigurationError, match="instrument: expected"):
+        PromptCachingMiddleware(instrument="on")
+    assert emu.counters.requests_total == 0
