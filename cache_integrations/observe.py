@@ -17,6 +17,7 @@ Nothing here imports OpenTelemetry: without instrumentation a call costs one pri
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -54,6 +55,8 @@ __all__ = [
     "resolve_instrumentation",
     "server_of",
 ]
+
+logger = logging.getLogger("cache_integrations.otel")
 
 METADATA_KEY = "cache_integrations"
 """The key of the per-call facts in LangChain's ``response_metadata`` (and the prefix of the LangSmith run
@@ -277,17 +280,22 @@ class CallObservation:
         if self.telemetry is None and not self.facts_wanted:
             return None
         model = response_model or self.model
+        telemetry = self.telemetry
         facts: CallFacts | None = None
-        prices = self.telemetry.instrumentation.prices if self.telemetry is not None else None
-        sent = None
-        if self._request is not None and self.telemetry is not None:
-            request = self._request() if callable(self._request) else self._request
-            sent = apply_layout(request) if self._layout else request  # as the provider got it
         if usage is not None:
+            prices = telemetry.instrumentation.prices if telemetry is not None else None
             facts = call_facts(usage, model=model, provider=self.provider, cache=cache, prices=prices)
-            diagnostics = self.telemetry.instrumentation.diagnostics if self.telemetry is not None else None
-            if diagnostics is not None and sent is not None:
-                diagnosis = diagnostics.observe(
+        if telemetry is None:
+            return facts
+        inst = telemetry.instrumentation
+        sent: ChatRequest | None = None
+        answer: Message | None = None
+        try:
+            if self._request is not None and (inst.diagnostics is not None or inst.capture_content):
+                request = self._request() if callable(self._request) else self._request
+                sent = apply_layout(request) if self._layout else request  # as the provider got it
+            if facts is not None and inst.diagnostics is not None and sent is not None:
+                diagnosis = inst.diagnostics.observe(
                     model=model,
                     messages=sent.messages,
                     tools=sent.tools,
@@ -296,16 +304,18 @@ class CallObservation:
                     session=self._session,
                 )
                 facts = CallFacts(facts.model, facts.provider, facts.usage, facts.cost, facts.cache, diagnosis)
-        if self.telemetry is not None:
-            capture = self.telemetry.instrumentation.capture_content
-            self.telemetry.end(
-                facts,
-                response_model=response_model,
-                finish_reasons=finish_reasons,
-                response_id=response_id,
-                request=sent,
-                output=(output() if callable(output) else output) if capture else None,
-            )
+            if inst.capture_content and output is not None:
+                answer = output() if callable(output) else output
+        except Exception:  # telemetry never fails the user's call: the span ends without these
+            logger.warning("cache_integrations: could not diagnose a model call for its span", exc_info=True)
+        telemetry.end(
+            facts,
+            response_model=response_model,
+            finish_reasons=finish_reasons,
+            response_id=response_id,
+            request=sent if inst.capture_content else None,
+            output=answer,
+        )
         return facts
 
     def fail(self, error: BaseException) -> None:
