@@ -341,3 +341,30 @@ def test_a_bad_instrument_setting_is_refused_up_front(emu: Emulator, telemetry: 
     with pytest.raises(ConfigurationError, match="instrument: expected"):
         PromptCachingMiddleware(instrument="on")
     assert emu.counters.requests_total == 0
+
+
+def test_a_stream_left_early_ends_its_span_without_usage(telemetry: Telemetry, emu: Emulator) -> None:
+    llm = chat_glm(emu, model="glm-4.7", instrument=telemetry.instrumentation())
+    chunks = llm.stream(_chat("q"))
+    next(chunks)
+    chunks.close()
+    (span,) = telemetry.spans
+    assert span.end_time is not None and span.status.status_code is StatusCode.UNSET
+    assert "gen_ai.usage.input_tokens" not in _attrs(span)
+
+
+def test_telemetry_trouble_never_fails_the_call(
+    telemetry: Telemetry, emu: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    inst = telemetry.instrumentation()
+    assert inst.diagnostics is not None
+
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("diagnostics bug")
+
+    monkeypatch.setattr(inst.diagnostics, "observe", broken)
+    reply = chat_glm(emu, model="glm-4.7", instrument=inst).invoke(_chat("q"))
+    assert reply.content
+    (span,) = telemetry.spans
+    assert _attrs(span)["gen_ai.usage.input_tokens"] == emu.counters.prompt_tokens
+    assert "could not diagnose a model call" in caplog.text
