@@ -18,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 # of a hard-linked install when the cache and the project share a filesystem.
 export UV_LINK_MODE := copy
 
-.PHONY: install test lint typecheck demo bench clean redis-server lock lock-upgrade lock-check
+.PHONY: install test lint typecheck demo bench clean redis-server chromium lock lock-upgrade lock-check
 
 $(UV):
 	$(PY) -m venv $(TOOLS)
@@ -55,7 +55,15 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
-test: lint typecheck redis-server $(STAMP)
+# The doctor's HTML report is checked in a real headless browser: Debian's chromium, driven by Playwright's
+# Python package (never `playwright install`, which downloads a browser of its own).
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+	  echo "installing chromium (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: lint typecheck redis-server chromium $(STAMP)
 	$(BIN)/python -m pytest -q --record-mode=none --block-network --allowed-hosts=127.0.0.1,localhost
 
 demo: $(STAMP)

@@ -11,9 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cache_integrations.progress import progress_bar
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
-from . import efficiency, gemini, llama_index_chat, overhead, registry
+from . import efficiency, gemini, instrumentation, llama_index_chat, overhead, registry
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -39,18 +40,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.time()
-    eff = [
-        efficiency.measure(w, rules_name, rules)
-        for rules_name, rules in (
-            ("GLM (no minimum, 1-token steps)", GLM_RULES),
-            ("OpenAI-style (1024 min, 128 steps)", OPENAI_RULES),
-        )
-        for w in WORKLOADS
-    ]
-    gem = gemini.measure()
-    chat_engines = llama_index_chat.measure()
-    lookups, herd = registry.measure()
-    timings = overhead.measure(rounds=args.rounds)
+    rules_sets = (("GLM (no minimum, 1-token steps)", GLM_RULES), ("OpenAI-style (1024 min, 128 steps)", OPENAI_RULES))
+    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 5) as advance:  # on a terminal only
+        eff = []
+        for rules_name, rules in rules_sets:
+            for w in WORKLOADS:
+                eff.append(efficiency.measure(w, rules_name, rules))
+                advance(1)
+        gem = gemini.measure()
+        advance(1)
+        chat_engines = llama_index_chat.measure()
+        advance(1)
+        lookups, herd = registry.measure()
+        advance(1)
+        timings = overhead.measure(rounds=args.rounds)
+        advance(1)
+        traced = instrumentation.measure(rounds=args.rounds)
+        advance(1)
 
     lines = [
         "# Benchmark results",
@@ -140,6 +146,30 @@ def main(argv: list[str] | None = None) -> int:
     for t in timings:
         over = "—" if t.overhead_ms is None else f"{t.overhead_ms:+.3f}"
         lines.append(f"| {t.name} | {t.median_ms:.3f} | {t.p90_ms:.3f} | {over} |")
+    lines += [
+        "",
+        "## OpenTelemetry instrumentation overhead (loopback HTTP to the emulator)",
+        "",
+        instrumentation.__doc__.strip().split("\n\n")[1].replace("\n", " ") if instrumentation.__doc__ else "",
+        "",
+        f"{args.rounds} interleaved calls per client after warm-up.",
+        "",
+        "| client | wall median ms | wall p90 ms | wall overhead (ms) | wall ratio "
+        "| client CPU median ms | CPU overhead (ms) | CPU ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in traced:
+
+        def signed(v: float | None) -> str:
+            return "—" if v is None else f"{v:+.3f}"
+
+        def times(v: float | None) -> str:
+            return "—" if v is None else f"{v:.3f}"
+
+        lines.append(
+            f"| {t.name} | {t.median_ms:.3f} | {t.p90_ms:.3f} | {signed(t.overhead_ms)} | {times(t.ratio)} "
+            f"| {t.cpu_median_ms:.3f} | {signed(t.cpu_overhead_ms)} | {times(t.cpu_ratio)} |"
+        )
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     (HERE / "results.json").write_text(
         json.dumps(
@@ -151,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                     "registry_lookup": [asdict(x) for x in lookups],
                     "thundering_herd": [asdict(h) for h in herd],
                     "overhead": [asdict(t) for t in timings],
+                    "instrumentation_overhead": [asdict(t) for t in traced],
                 }
             ),
             indent=2,

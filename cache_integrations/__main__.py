@@ -1,4 +1,4 @@
-"""Command line: `python -m cache_integrations doctor trace.jsonl`."""
+"""Command line: `python -m cache_integrations doctor trace.jsonl [--html report.html]`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     doctor = sub.add_parser("doctor", help="explain the cache misses recorded in a diagnostics trace (JSONL)")
     doctor.add_argument("trace", help="a trace written by a handler created with trace=...")
     doctor.add_argument("--buckets", type=int, default=8, help="rows of the hit-rate-over-time table")
+    doctor.add_argument(
+        "--html", metavar="REPORT.html", help="also write a self-contained HTML page with the cost plot and misses"
+    )
     args = parser.parse_args(argv)
     if args.buckets < 1:
         parser.error(f"--buckets: expected an integer >= 1, got {args.buckets}")
@@ -23,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(doctor_report(trace, buckets=args.buckets))
+    if args.html:
+        from .doctor_html import write_doctor_html
+
+        try:
+            path = write_doctor_html(trace.records, args.html, buckets=args.buckets)
+        except OSError as exc:
+            print(f"error: cannot write {args.html}: {exc}", file=sys.stderr)
+            return 2
+        print(f"\nWrote {path}")
     return 0
 
 

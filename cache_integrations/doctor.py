@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import CAUSES
+from .progress import read_lines
 
-__all__ = ["Trace", "doctor_report", "load_trace", "read_trace"]
+__all__ = ["Trace", "cause_stats", "doctor_report", "hit_rate_buckets", "load_trace", "read_trace"]
 
 _INT_FIELDS = ("input_tokens", "reported_cached_tokens", "expected_cacheable_tokens", "lost_tokens", "call_index")
 _OPTIONAL_INT_FIELDS = ("message_index", "char_offset", "token_offset")
@@ -70,7 +71,7 @@ def read_trace(path: str | Path) -> Trace:
     skipped = 0
     examples: list[tuple[int, str]] = []
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh, 1):
+        for n, line in enumerate(read_lines(fh, f"Reading {Path(path).name}"), 1):
             if not line.strip():
                 continue
             try:
@@ -124,6 +125,35 @@ def _table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> list[str
     return [fmt[0], "  ".join("-" * w for w in widths if w).rstrip(), *fmt[1:]]
 
 
+def hit_rate_buckets(records: list[dict[str, Any]], buckets: int = 8) -> list[tuple[int, int, int, int]]:
+    """(first call, last call, input tokens, cached tokens) of `buckets` consecutive runs of calls."""
+    size = max(1, -(-len(records) // max(buckets, 1)))
+    out = []
+    for start in range(0, len(records), size):
+        chunk = records[start : start + size]
+        i_tokens = sum(int(r.get("input_tokens") or 0) for r in chunk)
+        c_tokens = sum(int(r.get("reported_cached_tokens") or 0) for r in chunk)
+        out.append((start + 1, start + len(chunk), i_tokens, c_tokens))
+    return out
+
+
+def cause_stats(records: list[dict[str, Any]]) -> list[tuple[str, _CauseStats]]:
+    """Every cause of misses with its calls, tokens and money lost and first example, most money first."""
+    causes: dict[str, _CauseStats] = {}
+    for r in records:
+        cause = r.get("cause")
+        if not cause:
+            continue
+        stats = causes.setdefault(cause, _CauseStats(example=r))
+        stats.calls += 1
+        stats.lost_tokens += int(r.get("lost_tokens") or 0)
+        if r.get("lost_usd") is None:
+            stats.unpriced += 1
+        else:
+            stats.lost_usd += Decimal(str(r["lost_usd"]))
+    return sorted(causes.items(), key=lambda kv: (kv[1].lost_usd, kv[1].lost_tokens), reverse=True)
+
+
 def doctor_report(records: list[dict[str, Any]] | Trace, buckets: int = 8) -> str:
     """The report of a trace's records (a `Trace` also reports the lines it skipped)."""
     trace = records if isinstance(records, Trace) else Trace(list(records))
@@ -144,36 +174,18 @@ def doctor_report(records: list[dict[str, Any]] | Trace, buckets: int = 8) -> st
         "",
         "Hit rate over time",
     ]
-    size = max(1, -(-len(records) // buckets))
     rows = []
-    for start in range(0, len(records), size):
-        chunk = records[start : start + size]
-        i_tokens = sum(int(r.get("input_tokens") or 0) for r in chunk)
-        c_tokens = sum(int(r.get("reported_cached_tokens") or 0) for r in chunk)
+    for first, last, i_tokens, c_tokens in hit_rate_buckets(records, buckets):
         bar = "#" * round(20 * c_tokens / i_tokens) if i_tokens else ""
-        rows.append(
-            (f"calls {start + 1}-{start + len(chunk)}", str(i_tokens), str(c_tokens), _pct(c_tokens, i_tokens), bar)
-        )
+        rows.append((f"calls {first}-{last}", str(i_tokens), str(c_tokens), _pct(c_tokens, i_tokens), bar))
     lines += _table(("calls", "input", "cached", "hit %", ""), rows)
 
-    causes: dict[str, _CauseStats] = {}
-    for r in records:
-        cause = r.get("cause")
-        if not cause:
-            continue
-        stats = causes.setdefault(cause, _CauseStats(example=r))
-        stats.calls += 1
-        stats.lost_tokens += int(r.get("lost_tokens") or 0)
-        if r.get("lost_usd") is None:
-            stats.unpriced += 1
-        else:
-            stats.lost_usd += Decimal(str(r["lost_usd"]))
+    ranked = cause_stats(records)
     lines.append("")
-    if not causes:
+    if not ranked:
         lines.append("No cache misses with a cause: every prefix was stable.")
         return "\n".join(lines)
     lines.append("Causes of misses (most money lost first)")
-    ranked = sorted(causes.items(), key=lambda kv: (kv[1].lost_usd, kv[1].lost_tokens), reverse=True)
     lines += _table(
         ("cause", "calls", "tokens lost", "money lost"),
         (

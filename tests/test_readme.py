@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cache_integrations.otel import uninstrument
 from cache_integrations.testing import Emulator, RunningServer
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -80,5 +81,8 @@ def test_readme_block_runs_against_the_emulator(
     namespace: dict[str, object] = {"__name__": "__readme__"}
     for line in block.setup:
         exec(compile(line, f"{block} (setup)", "exec"), namespace)
-    exec(compile(block.code, str(block), "exec"), namespace)
+    try:
+        exec(compile(block.code, str(block), "exec"), namespace)
+    finally:
+        uninstrument()  # a block that instruments the process must not instrument the tests after it
     capsys.readouterr()

@@ -20,11 +20,28 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..diagnostics import credential_scope
 from ..errors import CacheIntegrationsError, InvalidRequestError
 from ..messages import ChatRequest, tool_choice_from_spec
+from ..observe import (
+    CallObservation,
+    aobserved_stream,
+    check_instrument,
+    finish_response,
+    observe_provider_call,
+    observed_stream,
+)
 from ..providers import ChatProvider
 from ..validation import SamplingLimits, check_arguments, check_tools, validate_settings
 from ._convert import (
@@ -33,6 +50,8 @@ from ._convert import (
     messages_from_langchain,
     tool_from_langchain,
 )
+from ._foreign import session_from_metadata
+from ._observe import annotate
 
 __all__ = ["CachingChatModel"]
 
@@ -62,11 +81,19 @@ class CachingChatModel(BaseChatModel):
     """An `httpx.Client` to use (proxies, custom transports, the emulator's transport)."""
     http_async_client: Any = Field(default=None, exclude=True)
     """An `httpx.AsyncClient` to use."""
+    instrument: Any = Field(default=None, exclude=True)
+    """OpenTelemetry spans and metrics per call: None follows `cache_integrations.otel.instrument()`, True /
+    False turn them on / off for this model, or a `cache_integrations.otel.Instrumentation`."""
 
     # extra="forbid": a misspelled argument (base_ur=, temprature=) fails instead of being dropped.
     model_config = ConfigDict(
         populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid"
     )
+
+    @field_validator("instrument")
+    @classmethod
+    def _check_instrument(cls, value: Any) -> Any:
+        return check_instrument(value)
 
     _ls_provider: ClassVar[str] = "provider"
     _structured_tool_choice_forced: ClassVar[bool] = True
@@ -178,6 +205,14 @@ class CachingChatModel(BaseChatModel):
             extra={**self._extra_body(), **self.model_kwargs, **kw},
         )
 
+    def _observe(
+        self, request: ChatRequest, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+    ) -> CallObservation:
+        session = session_from_metadata(run_manager.metadata) if run_manager is not None else None
+        return observe_provider_call(
+            self.instrument, self._client, request, layout=self.cache_friendly_layout, session=session
+        )
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -186,8 +221,16 @@ class CachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = self._resolve(self._build_request(messages, stop, kwargs))
-        response = self._client.chat(request, layout=self.cache_friendly_layout)
-        return self._result(ai_message_from_response(response, self._client.price_provider))
+        obs = self._observe(request, run_manager)
+        try:
+            with obs.active():
+                response = self._client.chat(request, layout=self.cache_friendly_layout)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        message = ai_message_from_response(response, self._client.price_provider)
+        annotate(message, finish_response(obs, response), run_manager)
+        return self._result(message)
 
     async def _agenerate(
         self,
@@ -197,8 +240,16 @@ class CachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = await self._aresolve(self._build_request(messages, stop, kwargs))
-        response = await self._client.achat(request, layout=self.cache_friendly_layout)
-        return self._result(ai_message_from_response(response, self._client.price_provider))
+        obs = self._observe(request, run_manager)
+        try:
+            with obs.active():
+                response = await self._client.achat(request, layout=self.cache_friendly_layout)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        message = ai_message_from_response(response, self._client.price_provider)
+        annotate(message, finish_response(obs, response), run_manager)
+        return self._result(message)
 
     @staticmethod
     def _result(message: AIMessage) -> ChatResult:
@@ -217,8 +268,10 @@ class CachingChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         request = self._resolve(self._build_request(messages, stop, kwargs))
         provider = self._client.price_provider
-        for chunk in self._client.stream(request, layout=self.cache_friendly_layout):
+        obs = self._observe(request, run_manager)
+        for chunk, facts in observed_stream(obs, self._client.stream(request, layout=self.cache_friendly_layout)):
             gen = ChatGenerationChunk(message=message_chunk_from_stream(chunk, provider))
+            annotate(gen.message, facts, run_manager)
             if run_manager:
                 run_manager.on_llm_new_token(gen.text, chunk=gen)
             yield gen
@@ -232,8 +285,11 @@ class CachingChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = await self._aresolve(self._build_request(messages, stop, kwargs))
         provider = self._client.price_provider
-        async for chunk in self._client.astream(request, layout=self.cache_friendly_layout):
+        obs = self._observe(request, run_manager)
+        chunks = self._client.astream(request, layout=self.cache_friendly_layout)
+        async for chunk, facts in aobserved_stream(obs, chunks):
             gen = ChatGenerationChunk(message=message_chunk_from_stream(chunk, provider))
+            annotate(gen.message, facts, run_manager)
             if run_manager:
                 await run_manager.on_llm_new_token(gen.text, chunk=gen)
             yield gen

@@ -27,10 +27,11 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, 
 from langchain_core.runnables.base import RunnableEach, RunnableParallel
 from langchain_core.runnables.config import ensure_config, get_config_list
 from langchain_core.runnables.fallbacks import RunnableWithFallbacks
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from ..errors import ConfigurationError
 from ..messages import ChatRequest
+from ..observe import CallObservation, aiterate_active, check_instrument, iterate_active
 from ..strategies import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
 from ._foreign import (
     CachingCoordinator,
@@ -41,6 +42,7 @@ from ._foreign import (
     detect_provider,
     session_from_metadata,
 )
+from ._observe import annotate, finish_with_message, observe_foreign_call
 
 __all__ = ["PromptCachingChatModel", "with_prompt_caching"]
 
@@ -63,8 +65,16 @@ class PromptCachingChatModel(BaseChatModel):
     """Strategy options (see `with_prompt_caching`)."""
     warmup: bool = True
     """Warm a cold prefix shared by a batch with one request before sending the others."""
+    instrument: Any = Field(default=None, exclude=True)
+    """OpenTelemetry spans and metrics per call: None follows `cache_integrations.otel.instrument()`, True /
+    False turn them on / off, or a `cache_integrations.otel.Instrumentation`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @field_validator("instrument")
+    @classmethod
+    def _check_instrument(cls, value: Any) -> Any:
+        return check_instrument(value)
 
     _coordinator: CachingCoordinator = PrivateAttr()
 
@@ -151,6 +161,18 @@ class PromptCachingChatModel(BaseChatModel):
 
     # -- calls -------------------------------------------------------------------------------------
 
+    def _observe(self, prepared: PreparedCall) -> CallObservation:
+        call = prepared.call
+        return observe_foreign_call(
+            self.instrument,
+            self.bound,
+            provider=prepared.context.provider,
+            messages=(*call.system, *call.messages),
+            tools=call.tools,
+            session=call.session,
+            model_name=prepared.context.model,
+        )
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -159,8 +181,16 @@ class PromptCachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
-        result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
-        self._coordinator.observe(prepared, result.generations[0].message if result.generations else None)
+        obs = self._observe(prepared)
+        try:
+            with obs.active():
+                result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        message = result.generations[0].message if result.generations else None
+        self._coordinator.observe(prepared, message)
+        finish_with_message(obs, message, run_manager)
         return result
 
     async def _agenerate(
@@ -171,8 +201,16 @@ class PromptCachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
-        result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
-        self._coordinator.observe(prepared, result.generations[0].message if result.generations else None)
+        obs = self._observe(prepared)
+        try:
+            with obs.active():
+                result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        message = result.generations[0].message if result.generations else None
+        self._coordinator.observe(prepared, message)
+        finish_with_message(obs, message, run_manager)
         return result
 
     def _stream_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -191,11 +229,19 @@ class PromptCachingChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         kwargs = self._stream_kwargs(kwargs)
         prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
-        usage: UsageMetadata | None = None
-        for chunk in self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw):
-            usage = _add(usage, chunk.message)
-            yield chunk
-        self._coordinator.observe(prepared, AIMessage(content="", usage_metadata=usage) if usage else None)
+        obs = self._observe(prepared)
+        stream = _StreamFacts(obs)
+        try:
+            for chunk in iterate_active(self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw)):
+                yield from stream.add(chunk)
+        except GeneratorExit:
+            obs.finish(usage=None)
+            raise
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        self._coordinator.observe(prepared, stream.message())
+        yield from stream.end(run_manager)
 
     async def _astream(
         self,
@@ -206,11 +252,21 @@ class PromptCachingChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         kwargs = self._stream_kwargs(kwargs)
         prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
-        usage: UsageMetadata | None = None
-        async for chunk in self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw):
-            usage = _add(usage, chunk.message)
-            yield chunk
-        self._coordinator.observe(prepared, AIMessage(content="", usage_metadata=usage) if usage else None)
+        obs = self._observe(prepared)
+        stream = _StreamFacts(obs)
+        try:
+            async for chunk in aiterate_active(self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw)):
+                for out in stream.add(chunk):
+                    yield out
+        except GeneratorExit:
+            obs.finish(usage=None)
+            raise
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        self._coordinator.observe(prepared, stream.message())
+        for out in stream.end(run_manager):
+            yield out
 
     # -- batch warm-up -----------------------------------------------------------------------------
 
@@ -281,6 +337,46 @@ class PromptCachingChatModel(BaseChatModel):
         )
 
 
+class _StreamFacts:
+    """A foreign stream's usage and metadata, summed as it passes; the call's facts go on the chunk that
+    carried usage, held back until the next chunk or the end (OpenAI's final usage chunk: no text waits)."""
+
+    def __init__(self, obs: CallObservation) -> None:
+        self.obs = obs
+        self.usage: UsageMetadata | None = None
+        self.meta: dict[str, Any] = {}
+        self.held: ChatGenerationChunk | None = None
+        self.last: ChatGenerationChunk | None = None
+
+    def add(self, chunk: ChatGenerationChunk) -> Iterator[ChatGenerationChunk]:
+        self.usage = _add(self.usage, chunk.message)
+        self.meta.update({k: v for k, v in chunk.message.response_metadata.items() if v is not None})
+        self.last = chunk
+        if self.held is not None:
+            yield self.held
+            self.held = None
+        if getattr(chunk.message, "usage_metadata", None):
+            self.held = chunk
+        else:
+            yield chunk
+
+    def message(self) -> AIMessage | None:
+        if self.usage is None:
+            return None
+        return AIMessage(content="", usage_metadata=self.usage, response_metadata=dict(self.meta))
+
+    def end(
+        self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+    ) -> Iterator[ChatGenerationChunk]:
+        summary = self.message()
+        facts = finish_with_message(self.obs, summary, run_manager)
+        target = self.held or self.last
+        if target is not None:
+            annotate(target.message, facts)  # the last chunk may be out already: LangChain merges chunks later
+        if self.held is not None:
+            yield self.held
+
+
 def _add(total: UsageMetadata | None, message: BaseMessage) -> UsageMetadata | None:
     usage = getattr(message, "usage_metadata", None)
     if not usage:
@@ -312,7 +408,9 @@ def _rebind(runnable: Any, wrapper: PromptCachingChatModel) -> Any:
     return runnable
 
 
-def with_prompt_caching(model: BaseChatModel, *, warmup: bool = True, **options: Any) -> PromptCachingChatModel:
+def with_prompt_caching(
+    model: BaseChatModel, *, warmup: bool = True, instrument: Any = None, **options: Any
+) -> PromptCachingChatModel:
     """Wrap `model` (ChatOpenAI, ChatAnthropic, ChatGoogleGenerativeAI, ChatDeepSeek, any `BaseChatModel`) so
     that its provider's cache serves repeated context.
 
@@ -320,10 +418,11 @@ def with_prompt_caching(model: BaseChatModel, *, warmup: bool = True, **options:
     proxy on another host); `layout` (default True: system messages first, tools by name); `prompt_cache_key` (OpenAI: a
     fixed key, a callable of the `CallContext`, or None to hash the run's `thread_id` / `session_id`);
     `retention` (OpenAI: ``"in_memory"`` or ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode).
-    `warmup`: send one request of a cold shared prefix before the rest of a `batch`.
+    `warmup`: send one request of a cold shared prefix before the rest of a `batch`. `instrument`: OpenTelemetry
+    spans and metrics per call (see `cache_integrations.otel`; None follows `instrument()`).
     """
     if not isinstance(model, BaseChatModel):
         raise ConfigurationError(f"with_prompt_caching: expected a LangChain BaseChatModel, got {type(model).__name__}")
     if isinstance(model, PromptCachingChatModel):
         return model
-    return PromptCachingChatModel(bound=model, options=options, warmup=warmup)
+    return PromptCachingChatModel(bound=model, options=options, warmup=warmup, instrument=instrument)

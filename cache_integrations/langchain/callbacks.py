@@ -29,6 +29,7 @@ from ..errors import InvalidRequestError
 from ..layout import apply_layout
 from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
+from ..reports import CallReports
 from ..strategies import session_from_metadata
 from ._convert import messages_from_langchain, tool_from_langchain, usage_from_langchain
 
@@ -67,8 +68,10 @@ def _request_of(
 __all__ = ["CacheUsageCallbackHandler", "get_cache_usage_callback"]
 
 
-class CacheUsageCallbackHandler(BaseCallbackHandler):
+class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
     """Aggregates usage per model: calls, input, cached, output tokens, hit rate, cost, saved.
+
+    Per call as data and pictures: `to_records()`, `to_json()`, `to_dataframe()`, `plot()`.
 
     Thread-safe; correct for invoke, stream, batch and async (each model run ends in exactly one
     `on_llm_end`, whose message carries the run's whole usage).

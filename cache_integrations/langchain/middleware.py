@@ -20,8 +20,10 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 
 from ..errors import ConfigurationError
+from ..observe import CallObservation, check_instrument
 from ._base import CachingChatModel
-from ._foreign import CachingCoordinator, ForeignCall, PreparedCall, session_from_metadata
+from ._foreign import CachingCoordinator, ForeignCall, PreparedCall, _model_name, detect_provider, session_from_metadata
+from ._observe import finish_with_message, observe_foreign_call
 from .caching import PromptCachingChatModel
 
 try:
@@ -57,14 +59,17 @@ class PromptCachingMiddleware(AgentMiddleware):
     """Applies the model provider's prompt-caching strategy to every model call of a LangChain v1 agent.
 
     Options are those of `with_prompt_caching` (`prompt_cache_key`, `retention`, `prompt_cache_options`,
-    `layout`, and the Anthropic / Gemini options).
+    `layout`, and the Anthropic / Gemini options). `instrument`: OpenTelemetry spans and metrics per model
+    call (see `cache_integrations.otel`; None follows `instrument()`); the call's facts also go into the
+    answer's ``response_metadata["cache_integrations"]``.
     """
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, instrument: Any = None, **options: Any) -> None:
         super().__init__()
         if "warmup" in options:
             raise ConfigurationError("PromptCachingMiddleware: `warmup` applies to batches; use with_prompt_caching")
         self._coordinator = CachingCoordinator(**options)
+        self._instrument = check_instrument(instrument)
 
     @property
     def coordinator(self) -> CachingCoordinator:
@@ -90,20 +95,52 @@ class PromptCachingMiddleware(AgentMiddleware):
             overrides["messages"] = list(out.messages)
         return prepared, request.override(**overrides) if overrides else request
 
+    def _observe(self, request: ModelRequest, prepared: PreparedCall | None) -> CallObservation:
+        system = (request.system_message,) if request.system_message is not None else ()
+        if prepared is not None:
+            provider, name, session = prepared.context.provider, prepared.context.model, prepared.call.session
+        else:
+            provider, name, session = detect_provider(request.model), _model_name(request.model), _thread_session()
+        return observe_foreign_call(
+            self._instrument,
+            request.model,
+            provider=provider,
+            messages=(*system, *request.messages),
+            tools=request.tools,
+            session=session,
+            model_name=name,
+        )
+
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse | AIMessage:
         prepared, request = self._prepare(request)
-        response = handler(request)
+        obs = self._observe(request, prepared)
+        try:
+            with obs.active():
+                response = handler(request)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        message = _response_message(response)
         if prepared is not None:
-            self._coordinator.observe(prepared, _response_message(response))
+            self._coordinator.observe(prepared, message)
+        finish_with_message(obs, message)
         return response
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse | AIMessage:
         prepared, request = self._prepare(request)
-        response = await handler(request)
+        obs = self._observe(request, prepared)
+        try:
+            with obs.active():
+                response = await handler(request)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        message = _response_message(response)
         if prepared is not None:
-            self._coordinator.observe(prepared, _response_message(response))
+            self._coordinator.observe(prepared, message)
+        finish_with_message(obs, message)
         return response

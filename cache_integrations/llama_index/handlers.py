@@ -42,6 +42,7 @@ from ..errors import InvalidRequestError
 from ..layout import apply_layout
 from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
+from ..reports import CallReports
 from ..strategies import session_from_metadata
 from ..usage import Usage, as_mapping, usage_from_mapping, with_cache_booking
 from ._convert import messages_from_llama_index, tool_from_llama_index
@@ -203,9 +204,10 @@ class _Recorder:
         return [c.diagnosis for c in self.ledger.calls if c.diagnosis is not None]
 
 
-class CacheUsageHandler(BaseEventHandler):
+class CacheUsageHandler(CallReports, BaseEventHandler):
     """Aggregates usage per model from LlamaIndex's LLM end events: calls, input, cached, output,
-    hit rate, cost with and without caching, storage, saved.
+    hit rate, cost with and without caching, storage, saved. Per call as data and pictures:
+    `to_records()`, `to_json()`, `to_dataframe()`, `plot()`.
 
     Thread-safe; each call of this package's LLMs emits exactly one end event (streams: after the
     last chunk, which carries the usage), so nothing is counted twice.
@@ -316,8 +318,9 @@ def get_cache_usage_handler(
         target.event_handlers = [h for h in target.event_handlers if h is not handler]
 
 
-class CachedTokenCountingHandler(TokenCountingHandler):
-    """`TokenCountingHandler` that also counts cached tokens, cache writes, hit rate and money.
+class CachedTokenCountingHandler(CallReports, TokenCountingHandler):
+    """`TokenCountingHandler` that also counts cached tokens, cache writes, hit rate and money, with
+    `to_records()`, `to_json()`, `to_dataframe()` and `plot()` per call.
 
     Its own counts (``prompt_llm_token_count`` ...) keep working and are the billed ones where the LLM
     reports usage: ``prompt_llm_token_count`` includes cached tokens and cache writes (also for Anthropic,

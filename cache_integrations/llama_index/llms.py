@@ -48,7 +48,7 @@ from llama_index.core.base.llms.types import (
     ThinkingBlock,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -58,6 +58,14 @@ from ..clients import gemini_client, glm_client
 from ..diagnostics import credential_scope
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, StreamChunk, ToolDefinition, tool_choice_from_spec
+from ..observe import (
+    CallObservation,
+    aobserved_stream,
+    check_instrument,
+    finish_response,
+    observe_provider_call,
+    observed_stream,
+)
 from ..providers import ChatProvider
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider, gemini_options
 from ..providers.gemini_files import GeminiFiles
@@ -134,12 +142,24 @@ class CachingLLM(FunctionCallingLLM):
     default_headers: dict[str, str] | None = Field(default=None, description="Extra HTTP headers.")
     http_client: Any = Field(default=None, exclude=True, description="An httpx.Client to use.")
     http_async_client: Any = Field(default=None, exclude=True, description="An httpx.AsyncClient to use.")
+    instrument: Any = Field(
+        default=None,
+        exclude=True,
+        description="OpenTelemetry spans and metrics per call: None follows cache_integrations.otel.instrument(), "
+        "True / False turn them on / off, or a cache_integrations.otel.Instrumentation.",
+    )
 
     model_config = ConfigDict(extra="forbid")  # a misspelled argument (base_ur=) fails, never dropped
 
     _client: ChatProvider = PrivateAttr()
     _scope: str | None = PrivateAttr(default=None)
     _default_context_window: ClassVar[int] = 131_072
+
+    @field_validator("instrument")
+    @classmethod
+    def _check_instrument(cls, value: Any) -> Any:
+        return check_instrument(value)
+
     # What `tool_required=True` asks the provider for.
     _required_tool_choice: ClassVar[str] = "required"
     _limits: ClassVar[SamplingLimits]  # the provider's sampling ranges, checked here and on every call
@@ -223,14 +243,33 @@ class CachingLLM(FunctionCallingLLM):
 
     # -- the private, undecorated implementations -------------------------------------------------
 
+    def _observe(self, request: ChatRequest) -> CallObservation:
+        return observe_provider_call(
+            self.instrument, self._client, request, layout=self.cache_friendly_layout, facts=False
+        )
+
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         request = self._resolve(self._build_request(messages, kwargs))
-        response = self._client.chat(request, layout=self.cache_friendly_layout)
+        obs = self._observe(request)
+        try:
+            with obs.active():
+                response = self._client.chat(request, layout=self.cache_friendly_layout)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        finish_response(obs, response)
         return chat_response_from_core(response, self._client.price_provider)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         request = await self._aresolve(self._build_request(messages, kwargs))
-        response = await self._client.achat(request, layout=self.cache_friendly_layout)
+        obs = self._observe(request)
+        try:
+            with obs.active():
+                response = await self._client.achat(request, layout=self.cache_friendly_layout)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
+        finish_response(obs, response)
         return chat_response_from_core(response, self._client.price_provider)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -242,7 +281,7 @@ class CachingLLM(FunctionCallingLLM):
 
         def gen() -> ChatResponseGen:
             acc = StreamAccumulator()
-            for chunk in chunks:
+            for chunk, _ in observed_stream(self._observe(request), chunks):
                 if chunk.final:
                     yield chat_response_from_core(acc.response(chunk), provider, delta="")
                     return
@@ -260,7 +299,7 @@ class CachingLLM(FunctionCallingLLM):
 
         async def gen() -> ChatResponseAsyncGen:
             acc = StreamAccumulator()
-            async for chunk in chunks:
+            async for chunk, _ in aobserved_stream(self._observe(request), chunks):
                 if chunk.final:
                     yield chat_response_from_core(acc.response(chunk), provider, delta="")
                     return
