@@ -52,8 +52,8 @@ def _cumulative(calls: Sequence[LabelledCall]) -> _Series:
         )
     # Cache writes are billed at the input rate (or above), so they count as full-rate tokens; without
     # caching, an explicit cache's writes would not exist, hence the usage's own no-cache baseline.
-    full_rate = [c.record.usage.uncached_input_tokens + c.record.usage.cache_write_tokens for c in calls]
-    total = [c.record.usage.input_without_caching for c in calls]
+    full_rate = [c.usage.uncached_input_tokens + c.usage.cache_write_tokens for c in calls]
+    total = [c.usage.input_without_caching for c in calls]
     return _Series(
         "input tokens billed at the full rate, with and without caching (a model has no known price)",
         "cumulative input tokens at the full rate",
@@ -108,7 +108,7 @@ def _mark_storage(ax: Axes, x: list[int], calls: Sequence[LabelledCall], series:
     if series.unit != "$":
         return
     for i, c in enumerate(calls):
-        usage, cost = c.record.usage, c.record.cost
+        usage, cost = c.usage, c.record.cost
         if cost is None or cost.storage <= 0:
             continue
         text = f"cache created: {usage.cache_write_tokens} tokens written"
@@ -122,9 +122,9 @@ def _mark_storage(ax: Axes, x: list[int], calls: Sequence[LabelledCall], series:
 
 
 def _draw_tokens(ax: Axes, x: list[int], calls: Sequence[LabelledCall]) -> None:
-    cached = [c.record.usage.cache_read_tokens for c in calls]
-    written = [c.record.usage.cache_write_tokens for c in calls]
-    uncached = [u.input_tokens - u.cache_read_tokens - u.cache_write_tokens for u in (c.record.usage for c in calls)]
+    cached = [c.usage.cache_read_tokens for c in calls]
+    written = [c.usage.cache_write_tokens for c in calls]
+    uncached = [u.input_tokens - u.cache_read_tokens - u.cache_write_tokens for u in (c.usage for c in calls)]
     ax.bar(x, cached, color=_CACHED_COLOUR, width=0.7, label="cached prompt tokens")
     ax.bar(x, uncached, bottom=cached, color=_UNCACHED_COLOUR, width=0.7, label="uncached prompt tokens")
     if any(written):

@@ -920,8 +920,11 @@ def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[Stream
     yield from rest
 
 
-def _cache_usage(usage: Usage, ticket: _Ticket) -> Usage:
-    """The creating call also consumed the cache's tokens (billed at the input rate)."""
+def _cache_usage(usage: Usage | None, ticket: _Ticket) -> Usage | None:
+    """The creating call also consumed the cache's tokens (billed at the input rate); usage the
+    provider did not report stays unknown."""
+    if usage is None:
+        return None
     return replace(
         usage,
         baseline_input_tokens=usage.input_without_caching,
@@ -952,7 +955,7 @@ def _with_cache(response: ChatResponse, ticket: _Ticket) -> ChatResponse:
 def _chunk_with_cache(chunk: StreamChunk, ticket: _Ticket) -> StreamChunk:
     if not chunk.final:
         return chunk
-    return replace(chunk, usage=_cache_usage(chunk.usage or Usage(), ticket), cache=_use(ticket))
+    return replace(chunk, usage=_cache_usage(chunk.usage, ticket), cache=_use(ticket))
 
 
 def cache_use_dict(use: CacheUse | None) -> Mapping[str, Any] | None:

@@ -50,6 +50,9 @@ class CachingChatModel(BaseChatModel):
     """Seconds before a request times out (default: 600 s read, 10 s connect)."""
     max_retries: int = 2
     """Retries of rate limits, 5xx and connection errors, with exponential backoff and Retry-After."""
+    deadline: float | None = None
+    """Seconds one call may take in all, across retries and the whole stream (None: only `timeout`,
+    which is per attempt); past it the call raises `DeadlineExceededError`."""
     streaming: bool = False
     cache_friendly_layout: bool = True
     """Hoist system messages and order tools canonically so request prefixes stay byte-identical."""
