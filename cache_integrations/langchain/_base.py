@@ -64,7 +64,10 @@ class CachingChatModel(BaseChatModel):
     http_async_client: Any = Field(default=None, exclude=True)
     """An `httpx.AsyncClient` to use."""
 
-    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
+    # hide_input_in_errors: a validation error must not print the raw input, which holds the API key.
+    model_config = ConfigDict(
+        populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=(), hide_input_in_errors=True
+    )
 
     _ls_provider: ClassVar[str] = "provider"
     _structured_tool_choice_forced: ClassVar[bool] = True

@@ -66,7 +66,7 @@ def malformed(provider: str, problem: str, body: Any = None, *, status: int = 20
     """A `MalformedResponseError` for `problem`, quoting the start of `body` when one is given."""
     quoted = f": {excerpt(body)}" if body is not None else ""
     return MalformedResponseError(
-        f"{provider}: {problem}{quoted}", status_code=status, provider=provider, body=_bounded(body)
+        f"{problem}{quoted}", status_code=status, provider=provider, body=_bounded(body)
     )
 
 
@@ -234,7 +234,7 @@ class BodyDecoder:
             self.total = self._limit
             return chunk[:keep]
         raise ResponseTooLargeError(
-            f"{self._provider}: the response is larger than max_response_bytes={self._limit} once decoded; "
+            f"the response is larger than max_response_bytes={self._limit} once decoded; "
             "reading stopped there",
             limit=self._limit,
             status_code=self._status,
@@ -334,7 +334,7 @@ class SSEDecoder:
 
     def _too_large(self) -> ResponseTooLargeError:
         return ResponseTooLargeError(
-            f"{self._provider}: a stream event is larger than max_response_bytes={self._limit}; reading stopped",
+            f"a stream event is larger than max_response_bytes={self._limit}; reading stopped",
             limit=self._limit,
             status_code=200,
             provider=self._provider,
