@@ -65,9 +65,7 @@ def excerpt(body: bytes | str | Any, limit: int = EXCERPT_CHARS) -> str:
 def malformed(provider: str, problem: str, body: Any = None, *, status: int = 200) -> MalformedResponseError:
     """A `MalformedResponseError` for `problem`, quoting the start of `body` when one is given."""
     quoted = f": {excerpt(body)}" if body is not None else ""
-    return MalformedResponseError(
-        f"{problem}{quoted}", status_code=status, provider=provider, body=_bounded(body)
-    )
+    return MalformedResponseError(f"{problem}{quoted}", status_code=status, provider=provider, body=_bounded(body))
 
 
 def _bounded(body: Any) -> Any:
@@ -234,8 +232,7 @@ class BodyDecoder:
             self.total = self._limit
             return chunk[:keep]
         raise ResponseTooLargeError(
-            f"the response is larger than max_response_bytes={self._limit} once decoded; "
-            "reading stopped there",
+            f"the response is larger than max_response_bytes={self._limit} once decoded; reading stopped there",
             limit=self._limit,
             status_code=self._status,
             provider=self._provider,

@@ -430,20 +430,32 @@ class HTTPProvider:
     # -- reading -------------------------------------------------------------------------------
 
     def _decoder(self, response: httpx.Response, *, error: bool = False) -> BodyDecoder:
+        # A response already read (a mock transport, a user client's event hook) is decoded already.
+        encoding = None if response.is_stream_consumed else response.headers.get("content-encoding")
         return BodyDecoder(
-            response.headers.get("content-encoding"),
+            encoding,
             ERROR_BODY_BYTES if error else self.max_response_bytes,
             self.provider,
             status=response.status_code,
             truncate=error,
         )
 
+    @staticmethod
+    def _raw(response: httpx.Response) -> Iterator[bytes]:
+        return iter((response.content,)) if response.is_stream_consumed else response.iter_raw()
+
+    @staticmethod
+    async def _araw(response: httpx.Response) -> AsyncIterator[bytes]:
+        if response.is_stream_consumed:
+            yield response.content
+            return
+        async for raw in response.aiter_raw():
+            yield raw
+
     def _read(self, response: httpx.Response, deadline: Deadline, *, error: bool = False) -> bytes:
-        if response.is_stream_consumed:  # a user client's event hook read it already
-            return self._decoder(response, error=error)._count(response.content)
         decoder = self._decoder(response, error=error)
         parts = []
-        for raw in response.iter_raw():
+        for raw in self._raw(response):
             deadline.check()
             parts.append(decoder.feed(raw))
             if decoder.full:
@@ -452,11 +464,9 @@ class HTTPProvider:
         return b"".join(parts)
 
     async def _aread(self, response: httpx.Response, deadline: Deadline, *, error: bool = False) -> bytes:
-        if response.is_stream_consumed:
-            return self._decoder(response, error=error)._count(response.content)
         decoder = self._decoder(response, error=error)
         parts = []
-        async for raw in response.aiter_raw():
+        async for raw in self._araw(response):
             deadline.check()
             parts.append(decoder.feed(raw))
             if decoder.full:
@@ -533,7 +543,7 @@ class HTTPProvider:
                     if response.status_code < 300 and _is_event_stream(response):
                         decoder = self._decoder(response)
                         events = SSEDecoder(self.max_response_bytes, self.provider)
-                        for raw in response.iter_raw():
+                        for raw in self._raw(response):
                             deadline.check()
                             for data in events.feed(decoder.feed(raw)):
                                 started = True
@@ -609,7 +619,7 @@ class HTTPProvider:
                     if response.status_code < 300 and _is_event_stream(response):
                         decoder = self._decoder(response)
                         events = SSEDecoder(self.max_response_bytes, self.provider)
-                        async for raw in response.aiter_raw():
+                        async for raw in self._araw(response):
                             deadline.check()
                             for data in events.feed(decoder.feed(raw)):
                                 started = True

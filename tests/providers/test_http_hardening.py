@@ -510,3 +510,17 @@ def test_threads_share_one_provider_under_the_new_transport() -> None:
         for t in threads:
             t.join(30)
     assert all(f"thread question {i}" in answers[i] for i in range(8))
+
+
+def test_the_new_errors_survive_pickling() -> None:
+    import pickle
+
+    errors: list[Exception] = [
+        MalformedResponseError("the response is not valid JSON", status_code=200, provider="google"),
+        ResponseTooLargeError("too large", limit=10, status_code=200, provider="zhipuai"),
+        UnexpectedRedirectError("moved", location="http://x.test/", status_code=302, provider="google"),
+        DeadlineExceededError("late", provider="zhipuai", maybe_sent=False, deadline=2.5),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error) and vars(copy) == vars(error)
