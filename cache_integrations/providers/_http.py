@@ -18,13 +18,10 @@ else lives here once:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import logging
-import math
 import os
-import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -60,6 +57,7 @@ from ._body import (
     malformed,
 )
 from ._pool import ClientPool
+from ._retry import RetryPolicy, parse_retry_after
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -106,44 +104,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 # Transport failures that happen before a request's first byte is sent: always safe to retry.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded exponential backoff with jitter; a server's `Retry-After` wins, up to `max_delay`."""
-
-    max_retries: int = 2
-    initial_delay: float = 0.5
-    max_delay: float = 30.0
-    jitter: float = 0.25
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        if retry_after is not None and math.isfinite(retry_after):
-            return min(max(retry_after, 0.0), self.max_delay)
-        base = min(self.initial_delay * (2**attempt), self.max_delay)
-        return float(base * (1 + self.jitter * random.random()))
-
-
-def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from `Retry-After` (delta-seconds or HTTP date), or None when absent, unparseable,
-    negative or not finite (``nan``, ``inf``): the caller then uses its own backoff."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    try:
-        return max(when.timestamp() - now(), 0.0)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
