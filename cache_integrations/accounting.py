@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -43,7 +43,8 @@ class CallRecord:
 
     model: str
     provider: str | None
-    usage: Usage
+    usage: Usage | None
+    """None when the provider reported no valid usage: the call is counted, its tokens are unknown."""
     cost: Cost | None
     diagnosis: Any = None
     """The call's `cache_integrations.diagnostics.Diagnosis`, when diagnostics are on."""
@@ -59,6 +60,8 @@ class CacheStats:
     Costs are ``None`` when no call of the model could be priced; `unpriced_calls` counts the calls
     left out of the money columns, so a partial total is never mistaken for a complete one. `cost`
     includes `storage_cost` (explicit-cache storage), so `saved` is net of storage.
+    `unknown_usage_calls` counts the calls whose provider reported no valid usage: they are in
+    `calls` but in no token or money column (never booked as zero).
     """
 
     model: str
@@ -73,6 +76,7 @@ class CacheStats:
     cost_without_caching: Decimal | None = None
     storage_cost: Decimal | None = None
     unpriced_calls: int = 0
+    unknown_usage_calls: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -85,7 +89,9 @@ class CacheStats:
             return None
         return self.cost_without_caching - self.cost
 
-    def add(self, usage: Usage, cost: Cost | None) -> CacheStats:
+    def add(self, usage: Usage | None, cost: Cost | None) -> CacheStats:
+        if usage is None:
+            return replace(self, calls=self.calls + 1, unknown_usage_calls=self.unknown_usage_calls + 1)
         total = cost.total if cost is not None else None
         without = cost.without_caching if cost is not None else None
         storage = cost.storage if cost is not None else None
@@ -118,6 +124,7 @@ class CacheStats:
             cost_without_caching=_sum(self.cost_without_caching, other.cost_without_caching),
             storage_cost=_sum(self.storage_cost, other.storage_cost),
             unpriced_calls=self.unpriced_calls + other.unpriced_calls,
+            unknown_usage_calls=self.unknown_usage_calls + other.unknown_usage_calls,
         )
 
 
@@ -144,15 +151,16 @@ class CacheLedger:
 
     def record(
         self,
-        usage: Usage,
+        usage: Usage | None,
         *,
         model: str,
         provider: str | None = None,
         diagnosis: Any = None,
         run_id: str | None = None,
     ) -> CallRecord:
-        """Price and add one call. Pricing happens outside the lock; the update is atomic."""
-        cost = self.prices.cost(usage, model, provider_price_ids(provider))
+        """Price and add one call (`usage` None: reported no valid usage, counted with no tokens).
+        Pricing happens outside the lock; the update is atomic."""
+        cost = None if usage is None else self.prices.cost(usage, model, provider_price_ids(provider))
         rec = CallRecord(model, provider, usage, cost, diagnosis, run_id)
         with self._lock:
             current = self._by_model.get(model) or CacheStats(model=model)
@@ -220,5 +228,10 @@ def format_stats_table(rows: Sequence[CacheStats]) -> str:
         f"({s.model}: {s.unpriced_calls} call(s) had no known price)"
         for s in rows
         if s.unpriced_calls and s.model != "*"
+    ]
+    notes += [
+        f"({s.model}: {s.unknown_usage_calls} call(s) reported no usage: tokens and cost unknown, not counted)"
+        for s in rows
+        if s.unknown_usage_calls and s.model != "*"
     ]
     return "\n".join(lines + notes)

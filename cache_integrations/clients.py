@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from ._secrets import check_api_key
 from .errors import ConfigurationError
 from .explicit import CacheMode, ExplicitCacheManager, registry_from_spec
+from .providers._body import DEFAULT_MAX_RESPONSE_BYTES
 from .providers.gemini import GeminiProvider
 from .providers.glm import GLMProvider
 
@@ -21,9 +23,12 @@ __all__ = ["gemini_client", "glm_client"]
 
 
 def _key(api_key: SecretStr | None, owner: str, env: str) -> SecretStr:
-    if api_key is None or not api_key.get_secret_value():
+    """The key without surrounding whitespace (a key read from a file keeps its newline); a key with
+    whitespace, control or non-ASCII characters inside is refused here, before any request, by a
+    `ConfigurationError` that names the field and position but never prints the key."""
+    if api_key is None or not api_key.get_secret_value().strip():
         raise ConfigurationError(f"{owner} needs an API key: pass api_key=... or set {env}")
-    return api_key
+    return SecretStr(check_api_key(api_key.get_secret_value(), f"{owner} api_key (or {env})"))
 
 
 def glm_client(
@@ -36,8 +41,11 @@ def glm_client(
     http_client: httpx.Client | None = None,
     async_http_client: httpx.AsyncClient | None = None,
     default_headers: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> GLMProvider:
-    """A GLM client; `owner` names the class in the missing-key error."""
+    """A GLM client; `owner` names the class in configuration errors. `deadline` (seconds) bounds a
+    whole call across retries and the stream; `max_response_bytes` caps a decoded body or event."""
     return GLMProvider(
         api_key=_key(api_key, owner, "ZHIPUAI_API_KEY"),
         base_url=base_url,
@@ -46,6 +54,8 @@ def glm_client(
         http_client=http_client,
         async_http_client=async_http_client,
         default_headers=default_headers,
+        deadline=deadline,
+        max_response_bytes=max_response_bytes,
     )
 
 
@@ -59,6 +69,8 @@ def gemini_client(
     http_client: httpx.Client | None = None,
     async_http_client: httpx.AsyncClient | None = None,
     default_headers: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     cache_mode: CacheMode = "auto",
     cache_ttl: float = 3600.0,
     cache_registry: Any = None,
@@ -72,5 +84,7 @@ def gemini_client(
         http_client=http_client,
         async_http_client=async_http_client,
         default_headers=default_headers,
+        deadline=deadline,
+        max_response_bytes=max_response_bytes,
     )
     return ExplicitCacheManager(provider, registry=registry_from_spec(cache_registry), mode=cache_mode, ttl=cache_ttl)

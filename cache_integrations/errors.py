@@ -3,12 +3,16 @@
 Two families: mistakes we catch before a request leaves the process (`InvalidRequestError`,
 `ConfigurationError`, both `ValueError` so framework code that expects one still works), and
 `ProviderError` for what a provider answered, carrying the HTTP status and the provider's own code
-so callers can branch on them without parsing messages. No error message ever contains a secret.
+so callers can branch on them without parsing messages. No error message ever contains a secret:
+the messages and bodies of provider errors pass through `_secrets.redact`, which removes every API key
+a client of this process was built with, should a server echo one back.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ._secrets import redact, redact_value
 
 __all__ = [
     "AuthenticationError",
@@ -17,18 +21,22 @@ __all__ = [
     "CachedContentNotFoundError",
     "CachedContentTooSmallError",
     "ConfigurationError",
+    "DeadlineExceededError",
     "FileNotActiveError",
     "FileProcessingError",
     "FileProcessingFailedError",
     "FileProcessingTimeoutError",
     "InsufficientBalanceError",
     "InvalidRequestError",
+    "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProviderConnectionError",
     "ProviderError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
+    "UnexpectedRedirectError",
     "UploadedFileNotFoundError",
 ]
 
@@ -49,7 +57,7 @@ class ProviderConnectionError(CacheIntegrationsError):
     """The provider could not be reached (connect error, timeout) after all retries."""
 
     def __init__(self, message: str, *, provider: str, maybe_sent: bool = False) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.provider = provider
         self.maybe_sent = maybe_sent
         """True when the request may have reached the provider before the connection failed (a read
@@ -82,12 +90,12 @@ class ProviderError(CacheIntegrationsError):
         request_id: str | None = None,
         body: Any = None,
     ) -> None:
-        self.message = message
+        self.message = redact(message)
         self.status_code = status_code
-        self.code = code
+        self.code = redact(code) if code is not None else None
         self.provider = provider
-        self.request_id = request_id
-        self.body = body
+        self.request_id = redact(request_id) if request_id is not None else None
+        self.body = redact_value(body)
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -240,3 +248,54 @@ class FileProcessingTimeoutError(FileProcessingError):
         super().__init__(message, name=name, display_name=display_name)
         self.state = state
         self.waited = waited
+
+
+class MalformedResponseError(ProviderError):
+    """The provider answered with something this client cannot read: a body that is not JSON (an HTML
+    page from a proxy, a truncated document), JSON of the wrong shape (``null``, a list, a field of the
+    wrong type), or an invalid stream event. The message names what was wrong and quotes the start of
+    the body (about 200 characters). Never retried: the same request would get the same answer."""
+
+
+class ResponseTooLargeError(ProviderError):
+    """The response (or one stream event) decoded to more than `limit` bytes (``max_response_bytes``);
+    reading stopped there, so a compressed "bomb" cannot exhaust memory."""
+
+    def __init__(self, message: str, *, limit: int, **kwargs: Any) -> None:
+        self.limit = limit
+        super().__init__(message, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_sized_error, (type(self), self.message, self.status_code, self.provider, self.limit))
+
+
+def _rebuild_sized_error(
+    cls: type[ResponseTooLargeError], message: str, status_code: int, provider: str, limit: int
+) -> ResponseTooLargeError:
+    return cls(message, limit=limit, status_code=status_code, provider=provider)
+
+
+class UnexpectedRedirectError(ProviderError):
+    """The provider answered with a redirect (3xx). Redirects are never followed, so the API key is
+    never sent to another host; `location` is where the server pointed (keys redacted)."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        self.location = redact(location) if location is not None else None
+        super().__init__(message, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (*super().__reduce__(), {"location": self.location})
+
+
+class DeadlineExceededError(ProviderConnectionError):
+    """The call's overall `deadline` (seconds, across retries and the whole stream) passed.
+
+    Unlike the per-attempt timeout, the deadline also stops a server that keeps a connection alive by
+    dripping bytes."""
+
+    def __init__(self, message: str, *, provider: str, maybe_sent: bool = True, deadline: float = 0.0) -> None:
+        super().__init__(message, provider=provider, maybe_sent=maybe_sent)
+        self.deadline = deadline
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (*super().__reduce__(), {"deadline": self.deadline})

@@ -226,11 +226,14 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class ChatResponse:
-    """A complete answer. `prefix_fingerprint` identifies the request's stable prefix."""
+    """A complete answer. `prefix_fingerprint` identifies the request's stable prefix.
+
+    `usage` is None when the provider reported none, or none that is valid (unknown, not zero).
+    """
 
     message: Message
     finish_reason: str | None
-    usage: Usage
+    usage: Usage | None
     model: str
     id: str | None = None
     prefix_fingerprint: str | None = None

@@ -38,7 +38,7 @@ class PlottedCall(Protocol):
     """What the plot reads of a call: a `CallRecord` (the handlers' ``calls``) has both."""
 
     @property
-    def usage(self) -> Usage: ...
+    def usage(self) -> Usage | None: ...
 
     @property
     def cost(self) -> Cost | None: ...
@@ -59,7 +59,7 @@ class _Group(NamedTuple):
     cost: Cost | None
 
 
-def _grouped(calls: Sequence[PlottedCall], size: int) -> list[_Group]:
+def _grouped(calls: Sequence[_Group], size: int) -> list[_Group]:
     groups = []
     for start in range(0, len(calls), size):
         chunk = calls[start : start + size]
@@ -78,7 +78,7 @@ class _Series(NamedTuple):
     unit: str
 
 
-def _cumulative(calls: Sequence[PlottedCall], what: str) -> _Series:
+def _cumulative(calls: Sequence[_Group], what: str) -> _Series:
     """Cumulative USD when every call is priced; otherwise full-rate input tokens (never a guessed price)."""
     costs = [c.cost for c in calls]
     if all(cost is not None for cost in costs):
@@ -134,7 +134,7 @@ def _draw_cumulative(ax: Axes, x: list[int], series: _Series) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
-def _mark_creations(ax: Axes, x: list[int], calls: Sequence[PlottedCall], series: _Series) -> None:
+def _mark_creations(ax: Axes, x: list[int], calls: Sequence[_Group], series: _Series) -> None:
     """A marker on every call that wrote to a cache; text (tokens written, storage booked) on the first few."""
     created = [i for i, c in enumerate(calls) if c.usage.cache_write_tokens > 0]
     if not created:
@@ -161,7 +161,7 @@ def _mark_creations(ax: Axes, x: list[int], calls: Sequence[PlottedCall], series
         )
 
 
-def _draw_tokens(ax: Axes, x: list[int], calls: Sequence[PlottedCall], xlabel: str) -> None:
+def _draw_tokens(ax: Axes, x: list[int], calls: Sequence[_Group], xlabel: str) -> None:
     cached = [c.usage.cache_read_tokens for c in calls]
     written = [c.usage.cache_write_tokens for c in calls]
     uncached = [c.usage.uncached_input_tokens for c in calls]
@@ -200,28 +200,30 @@ def plot_calls(
     """
     if not calls:
         raise ValueError("plot: there are no calls to plot (the handler has recorded none yet)")
+    # a call whose usage the provider did not report is drawn with zero tokens (and no cost)
+    drawn = [_Group(c.usage or Usage(), c.cost) for c in calls]
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError('plot() needs matplotlib: pip install "cache-integrations[plot]"') from exc
 
-    size = -(-len(calls) // max(max_bars, 1))
+    size = -(-len(drawn) // max(max_bars, 1))
     if size > 1:
-        calls = _grouped(calls, size)
+        drawn = _grouped(drawn, size)
         xlabel = f"{xlabel}, in groups of {size} calls"
         sections = [(t, (f - 1) // size + 1, (la - 1) // size + 1) for t, f, la in sections]
-    x = list(range(1, len(calls) + 1))
+    x = list(range(1, len(drawn) + 1))
     fig = Figure(figsize=(12, 7.5), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    series = _cumulative(calls, what)
+    series = _cumulative(drawn, what)
     _draw_cumulative(top, x, series)
-    _mark_creations(top, x, calls, series)
+    _mark_creations(top, x, drawn, series)
     top.legend(loc="upper left", bbox_to_anchor=(0.0, 0.86), fontsize=9, framealpha=0.9)
-    _draw_tokens(bottom, x, calls, xlabel)
+    _draw_tokens(bottom, x, drawn, xlabel)
     _shade([top, bottom], [Section(*s) for s in sections])
-    bottom.set_xlim(0.5, len(calls) + max(1.8, len(calls) * 0.05))
+    bottom.set_xlim(0.5, len(drawn) + max(1.8, len(drawn) * 0.05))
     if title:
         joint = " " if len(title) + len(series.title) < _TITLE_CHARS else "\n"
         fig.suptitle(f"{title}{joint}{series.title}", fontweight="bold")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from .accounting import CallRecord
+from .usage import Usage
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -49,6 +50,7 @@ COLUMNS = (
     "miss_message_index",
     "miss_lost_tokens",
     "miss_lost_usd",
+    "usage_unknown",
 )
 
 
@@ -56,15 +58,11 @@ def _usd(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _record(n: int, call: CallRecord) -> dict[str, Any]:
-    u, cost = call.usage, call.cost
-    d = call.diagnosis
-    cause = getattr(d, "cause", None)
+def _tokens(u: Usage | None) -> dict[str, Any]:
+    """The token columns; all None when the provider reported no valid usage (never zeros)."""
+    if u is None:
+        return dict.fromkeys(_TOKEN_COLUMNS)
     return {
-        "call": n,
-        "run_id": call.run_id,
-        "model": call.model,
-        "provider": call.provider,
         "input_tokens": u.input_tokens,
         "cached_tokens": u.cache_read_tokens,
         "cache_write_tokens": u.cache_write_tokens,
@@ -73,6 +71,22 @@ def _record(n: int, call: CallRecord) -> dict[str, Any]:
         "reasoning_tokens": u.reasoning_tokens,
         "hit_rate": u.hit_rate,
         "storage_token_hours": u.cache_storage_token_hours,
+    }
+
+
+_TOKEN_COLUMNS = COLUMNS[4:12]
+
+
+def _record(n: int, call: CallRecord) -> dict[str, Any]:
+    cost = call.cost
+    d = call.diagnosis
+    cause = getattr(d, "cause", None)
+    return {
+        "call": n,
+        "run_id": call.run_id,
+        "model": call.model,
+        "provider": call.provider,
+        **_tokens(call.usage),
         "cost_usd": _usd(cost.total) if cost else None,
         "cost_without_caching_usd": _usd(cost.without_caching) if cost else None,
         "storage_usd": _usd(cost.storage) if cost else None,
@@ -81,6 +95,7 @@ def _record(n: int, call: CallRecord) -> dict[str, Any]:
         "miss_message_index": getattr(d, "message_index", None) if cause else None,
         "miss_lost_tokens": getattr(d, "lost_tokens", None) if cause else None,
         "miss_lost_usd": _usd(getattr(d, "lost_usd", None)) if cause else None,
+        "usage_unknown": call.usage is None,
     }
 
 
@@ -127,8 +142,8 @@ class CallReports:
         from .plots import plot_calls
 
         calls = self._report_calls()
-        total = sum(c.usage.input_tokens for c in calls)
-        cached = sum(c.usage.cache_read_tokens for c in calls)
+        total = sum(c.usage.input_tokens for c in calls if c.usage is not None)
+        cached = sum(c.usage.cache_read_tokens for c in calls if c.usage is not None)
         models = sorted({c.model for c in calls})
         subtitle = (
             f"{', '.join(models)}: {len(calls)} calls, "

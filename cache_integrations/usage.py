@@ -8,6 +8,9 @@ tokens per hour they are kept): creating a cache books its tokens times its TTL,
 the added hours. `baseline_input_tokens` is the input the call would have had without caching,
 when that differs from `input_tokens`: creating a Gemini cache processes its tokens once more, on
 top of the prompt, which a call without caching would not have done.
+
+Usage a provider did not report, or reported as garbage (negative or non-numeric counts), is
+unknown: ``None`` wherever a `Usage` is expected, never zeros, so no tokens are booked for it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["Usage", "as_mapping", "usage_from_mapping", "usage_from_openai", "with_cache_booking"]
+__all__ = [
+    "InvalidUsage",
+    "Usage",
+    "as_mapping",
+    "strict_count",
+    "strict_details",
+    "usage_from_mapping",
+    "usage_from_openai",
+    "with_cache_booking",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,28 +78,84 @@ class Usage:
         )
 
 
-def usage_from_openai(raw: Mapping[str, Any] | None) -> Usage:
+class InvalidUsage(ValueError):
+    """A usage count is missing where required, negative, or not a number."""
+
+
+def strict_count(usage: Mapping[str, Any], key: str, *, required: bool = False) -> int:
+    """A token count from a provider's usage object: 0 when absent or null (unless `required`),
+    else a non-negative integer (an integral float is accepted); anything else is `InvalidUsage`."""
+    value = usage.get(key)
+    if value is None:
+        if required:
+            raise InvalidUsage(f"{key} is missing")
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidUsage(f"{key} is not a number: {value!r:.40}")
+    if isinstance(value, float) and not value.is_integer():
+        raise InvalidUsage(f"{key} is not a whole number: {value!r}")
+    if value < 0:
+        raise InvalidUsage(f"{key} is negative: {value!r}")
+    return int(value)
+
+
+def strict_details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A nested details object: {} when absent or null, `InvalidUsage` when not an object."""
+    value = usage.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidUsage(f"{key} is not an object")
+    return value
+
+
+def usage_from_openai(raw: Any) -> Usage | None:
     """Map an OpenAI-style usage object (GLM, OpenAI, DeepSeek, Qwen) to `Usage`.
 
     A missing ``prompt_tokens_details`` means the provider did not report cache reads: 0. DeepSeek's
     ``prompt_cache_hit_tokens`` are its cache reads; ``prompt_tokens`` includes cache reads and writes.
+    Written tokens: OpenAI's explicit mode (GPT-5.6) says ``cache_write_tokens``, DashScope's explicit cache
+    (Qwen, OpenAI-compatible mode) ``cache_creation_input_tokens``, both inside ``prompt_tokens_details``.
+    A usage that is missing, lacks ``prompt_tokens``, or holds a negative or non-numeric count is unknown:
+    None, never zeros (the caller reports the call's usage as unknown).
     """
-    if not raw:
-        return Usage()
-    prompt_details = as_mapping(raw.get("prompt_tokens_details")) or {}
-    completion_details = as_mapping(raw.get("completion_tokens_details")) or {}
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        prompt_details = strict_details(raw, "prompt_tokens_details")
+        completion_details = strict_details(raw, "completion_tokens_details")
+        if raw.get("prompt_cache_hit_tokens") is not None:  # DeepSeek's own field wins when present
+            cached = strict_count(raw, "prompt_cache_hit_tokens")
+        else:
+            cached = strict_count(prompt_details, "cached_tokens")
+        written = strict_count(prompt_details, "cache_write_tokens") or strict_count(
+            prompt_details, "cache_creation_input_tokens"
+        )
+        return Usage(
+            input_tokens=strict_count(raw, "prompt_tokens", required=True),
+            cache_read_tokens=cached,
+            cache_write_tokens=written,
+            output_tokens=strict_count(raw, "completion_tokens"),
+            reasoning_tokens=strict_count(completion_details, "reasoning_tokens"),
+        )
+    except InvalidUsage:
+        return None
+
+
+def _lenient_openai(raw: Mapping[str, Any]) -> Usage:
+    """`usage_from_openai` for usage a framework integration already normalized (no None)."""
+    prompt_details = _details(raw, "prompt_tokens_details")
+    completion_details = _details(raw, "completion_tokens_details")
     cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's own field wins when present
     if cached is None:
         cached = prompt_details.get("cached_tokens")
-    # Written to a cache: OpenAI's explicit mode (GPT-5.6) says cache_write_tokens, DashScope's explicit cache
-    # (Qwen, OpenAI-compatible mode) cache_creation_input_tokens, both inside prompt_tokens_details.
     written = prompt_details.get("cache_write_tokens") or prompt_details.get("cache_creation_input_tokens")
     return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        cache_read_tokens=int(cached or 0),
-        cache_write_tokens=int(written or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        input_tokens=_int(raw.get("prompt_tokens")),
+        cache_read_tokens=_int(cached),
+        cache_write_tokens=_int(written),
+        output_tokens=_int(raw.get("completion_tokens")),
+        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
     )
 
 
@@ -121,7 +189,7 @@ def usage_from_mapping(usage: Mapping[str, Any]) -> Usage | None:
     this package's normalized dict, OpenAI chat completions and Responses, Anthropic (whose input
     excludes cache reads and writes), Gemini's usageMetadata (camelCase or snake_case)."""
     if "prompt_tokens" in usage:  # this package's normalized dict, OpenAI chat completions, GLM
-        base = usage_from_openai(usage)
+        base = _lenient_openai(usage)
         read = base.cache_read_tokens or _int(usage.get("cache_read_input_tokens"))
         write = base.cache_write_tokens or _int(usage.get("cache_creation_input_tokens"))
         return replace(base, cache_read_tokens=read, cache_write_tokens=write)

@@ -54,7 +54,7 @@ def call_table(calls: Sequence[LabelledCall]) -> str:
     header = ("#", "part", "call", "prompt", "cached", "written", "hit %", "output", "cost", "saved")
     rows = []
     for seq, c in enumerate(calls, 1):
-        usage, cost = c.record.usage, c.record.cost
+        usage, cost = c.usage, c.record.cost
         rows.append(
             (
                 str(seq),
@@ -133,7 +133,7 @@ def _number(value: Decimal | None) -> float | None:
 
 
 def _call_json(seq: int, c: LabelledCall) -> dict[str, Any]:
-    usage, cost = c.record.usage, c.record.cost
+    usage, cost = c.usage, c.record.cost
     return {
         "seq": seq,
         "part": c.part,

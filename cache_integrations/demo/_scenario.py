@@ -20,6 +20,7 @@ from langchain_core.runnables import RunnableConfig
 
 from ..accounting import CallRecord
 from ..langchain import CacheUsageCallbackHandler, ChatGemini, ChatGLM
+from ..usage import Usage
 from ._pinned import PINNED_DOCUMENT, PINNED_QUESTIONS, PINNED_SYSTEM_PROMPT
 from ._review import REVIEW_SYSTEM_PROMPT, SNIPPETS, review_request
 from ._spec import SPEC_QUESTIONS, SPEC_SYSTEM_PROMPT
@@ -70,6 +71,11 @@ class LabelledCall:
     part: str
     call: int
     record: CallRecord
+
+    @property
+    def usage(self) -> Usage:
+        """The record's usage; a call that reported none (never the emulator) plots as zeros."""
+        return self.record.usage or Usage()
 
 
 def _tags(part: str, call: int) -> list[str]:

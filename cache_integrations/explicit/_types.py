@@ -208,8 +208,11 @@ class KeyedLocks:
 # -- what a call reports -----------------------------------------------------------------------------
 
 
-def cache_usage(usage: Usage, ticket: Ticket) -> Usage:
-    """The creating call also consumed the cache's tokens (billed at the input rate)."""
+def cache_usage(usage: Usage | None, ticket: Ticket) -> Usage | None:
+    """The creating call also consumed the cache's tokens (billed at the input rate); usage the
+    provider did not report stays unknown."""
+    if usage is None:
+        return None
     return replace(
         usage,
         baseline_input_tokens=usage.input_without_caching,
@@ -240,7 +243,7 @@ def with_cache(response: ChatResponse, ticket: Ticket) -> ChatResponse:
 def chunk_with_cache(chunk: StreamChunk, ticket: Ticket) -> StreamChunk:
     if not chunk.final:
         return chunk
-    return replace(chunk, usage=cache_usage(chunk.usage or Usage(), ticket), cache=_use(ticket))
+    return replace(chunk, usage=cache_usage(chunk.usage, ticket), cache=_use(ticket))
 
 
 def cache_use_dict(use: CacheUse | None) -> Mapping[str, Any] | None:

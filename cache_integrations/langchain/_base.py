@@ -71,6 +71,9 @@ class CachingChatModel(BaseChatModel):
     """Seconds before a request times out (default: 600 s read, 10 s connect)."""
     max_retries: int = 2
     """Retries of rate limits, 5xx and connection errors, with exponential backoff and Retry-After."""
+    deadline: float | None = None
+    """Seconds one call may take in all, across retries and the whole stream (None: only `timeout`,
+    which is per attempt); past it the call raises `DeadlineExceededError`."""
     streaming: bool = False
     cache_friendly_layout: bool = True
     """Hoist system messages and order tools canonically so request prefixes stay byte-identical."""
@@ -86,8 +89,13 @@ class CachingChatModel(BaseChatModel):
     False turn them on / off for this model, or a `cache_integrations.otel.Instrumentation`."""
 
     # extra="forbid": a misspelled argument (base_ur=, temprature=) fails instead of being dropped.
+    # hide_input_in_errors: a validation error must not print the raw input, which holds the API key.
     model_config = ConfigDict(
-        populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid"
+        populate_by_name=True,
+        arbitrary_types_allowed=True,
+        protected_namespaces=(),
+        extra="forbid",
+        hide_input_in_errors=True,
     )
 
     @field_validator("instrument")

@@ -39,6 +39,7 @@ from ..usage import Usage, with_cache_booking
 from ._media import MEDIA_BLOCKS, media_from_block
 
 __all__ = [
+    "USAGE_UNKNOWN_KEY",
     "ai_message_from_response",
     "message_chunk_from_stream",
     "messages_from_langchain",
@@ -153,6 +154,10 @@ def messages_from_langchain(messages: Sequence[BaseMessage]) -> tuple[Message, .
     return tuple(out)
 
 
+USAGE_UNKNOWN_KEY = "usage_unknown"
+"""`response_metadata` key set (True) when the provider reported no valid usage: the message then has
+no `usage_metadata`, and the cache usage handler counts the call with its usage unknown."""
+
 SIGNATURES_KEY = "tool_call_signatures"
 """`additional_kwargs` key mapping tool-call ids to provider signatures (Gemini's thoughtSignature)."""
 
@@ -192,7 +197,10 @@ def tool_from_langchain(tool: Any) -> ToolDefinition:
     return ToolDefinition(fn["name"], fn.get("description") or "", params, fn.get("strict"))
 
 
-def usage_to_langchain(usage: Usage) -> UsageMetadata:
+def usage_to_langchain(usage: Usage | None) -> UsageMetadata | None:
+    """LangChain's `usage_metadata`; None (the message carries none) when the usage is unknown."""
+    if usage is None:
+        return None
     details = InputTokenDetails(cache_read=usage.cache_read_tokens)
     if usage.cache_write_tokens:
         details["cache_creation"] = usage.cache_write_tokens
@@ -231,8 +239,11 @@ def _response_metadata(
     rid: str | None,
     fingerprint: str | None,
     cache: Any = None,
+    usage: Usage | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"model_name": model or "", "model_provider": provider}
+    if usage is None:
+        meta[USAGE_UNKNOWN_KEY] = True  # no usage_metadata: the handlers count the call as usage unknown
     if finish_reason:
         meta["finish_reason"] = finish_reason
     if rid:
@@ -262,7 +273,13 @@ def ai_message_from_response(response: ChatResponse, provider: str) -> AIMessage
         invalid_tool_calls=invalid,
         usage_metadata=usage_to_langchain(response.usage),
         response_metadata=_response_metadata(
-            response.model, provider, response.finish_reason, response.id, response.prefix_fingerprint, response.cache
+            response.model,
+            provider,
+            response.finish_reason,
+            response.id,
+            response.prefix_fingerprint,
+            response.cache,
+            response.usage,
         ),
     )
 
@@ -272,9 +289,9 @@ def message_chunk_from_stream(chunk: StreamChunk, provider: str) -> AIMessageChu
     if chunk.final:
         return AIMessageChunk(
             content="",
-            usage_metadata=usage_to_langchain(chunk.usage or Usage()),
+            usage_metadata=usage_to_langchain(chunk.usage),
             response_metadata=_response_metadata(
-                chunk.model, provider, chunk.finish_reason, chunk.id, chunk.prefix_fingerprint, chunk.cache
+                chunk.model, provider, chunk.finish_reason, chunk.id, chunk.prefix_fingerprint, chunk.cache, chunk.usage
             ),
             chunk_position="last",
         )

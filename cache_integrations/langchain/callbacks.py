@@ -31,7 +31,7 @@ from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
 from ..reports import CallReports
 from ..strategies import session_from_metadata
-from ._convert import messages_from_langchain, tool_from_langchain, usage_from_langchain
+from ._convert import USAGE_UNKNOWN_KEY, messages_from_langchain, tool_from_langchain, usage_from_langchain
 
 logger = logging.getLogger(__name__)
 
@@ -133,13 +133,14 @@ class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
 
     def _record(self, message: BaseMessage, request: _Request | None, run_id: str | None) -> None:
         usage_meta = getattr(message, "usage_metadata", None)
-        if not usage_meta:
-            return
         meta = message.response_metadata
+        if not usage_meta and not meta.get(USAGE_UNKNOWN_KEY):
+            return
         model = meta.get("model_name") or meta.get("model") or "unknown"
-        usage = usage_from_langchain(usage_meta, meta)
+        # A model that said its usage is unknown is counted as a call with no tokens booked.
+        usage = usage_from_langchain(usage_meta, meta) if usage_meta else None
         diagnosis = None
-        if self.diagnostics is not None and request is not None:
+        if self.diagnostics is not None and request is not None and usage is not None:
             diagnosis = self.diagnostics.observe(
                 model=model,
                 messages=request.messages,

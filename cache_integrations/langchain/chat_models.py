@@ -65,6 +65,7 @@ class ChatGLM(CachingChatModel):
             base_url=self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            deadline=self.deadline,
             http_client=self.http_client,
             async_http_client=self.http_async_client,
             default_headers=self.default_headers,

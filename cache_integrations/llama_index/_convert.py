@@ -185,12 +185,15 @@ def tool_from_llama_index(tool: Any) -> ToolDefinition:
     return ToolDefinition(str(fn["name"]), str(fn.get("description") or ""), params, fn.get("strict"))
 
 
-def usage_to_llama_index(usage: Usage) -> dict[str, Any]:
+def usage_to_llama_index(usage: Usage | None) -> dict[str, Any] | None:
     """The normalized usage dict: what TokenCountingHandler, OpenInference and MLflow all read.
 
     ``prompt_tokens`` includes cached tokens; the cache read count appears in both the OpenAI
     (``prompt_tokens_details.cached_tokens``) and Anthropic (``cache_read_input_tokens``) spellings.
+    None when the provider reported no valid usage (unknown, not zero).
     """
+    if usage is None:
+        return None
     out: dict[str, Any] = {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
@@ -205,8 +208,11 @@ def usage_to_llama_index(usage: Usage) -> dict[str, Any]:
 
 
 def raw_from_core(response: ChatResponse, provider: str) -> dict[str, Any]:
-    """``ChatResponse.raw``: usage, model, the price provider id, prefix fingerprint, explicit cache."""
-    return {
+    """``ChatResponse.raw``: usage, model, the price provider id, prefix fingerprint, explicit cache.
+
+    When the provider reported no valid usage, ``usage`` is None and ``usage_unknown`` is True (the
+    cache usage handlers count such a call with no tokens booked)."""
+    raw: dict[str, Any] = {
         "usage": usage_to_llama_index(response.usage),
         "model": response.model,
         "provider": provider,
@@ -215,6 +221,9 @@ def raw_from_core(response: ChatResponse, provider: str) -> dict[str, Any]:
         "prefix_fingerprint": response.prefix_fingerprint,
         "cache": response.cache.as_dict() if response.cache is not None else None,
     }
+    if response.usage is None:
+        raw["usage_unknown"] = True
+    return raw
 
 
 def _blocks(message: Message, reasoning_tokens: int) -> list[Any]:
@@ -250,11 +259,12 @@ def chat_response_from_core(response: ChatResponse, provider: str, *, delta: str
         extra[SIGNATURES_KEY] = signatures
     message = ChatMessage(
         role=MessageRole.ASSISTANT,
-        blocks=_blocks(response.message, response.usage.reasoning_tokens),
+        blocks=_blocks(response.message, response.usage.reasoning_tokens if response.usage is not None else 0),
         additional_kwargs=extra,
     )
     raw = raw_from_core(response, provider)
-    return LIChatResponse(message=message, raw=raw, delta=delta, additional_kwargs=usage_to_llama_index(response.usage))
+    usage = usage_to_llama_index(response.usage)
+    return LIChatResponse(message=message, raw=raw, delta=delta, additional_kwargs=usage or {})
 
 
 class StreamAccumulator:
@@ -314,7 +324,7 @@ class StreamAccumulator:
         return ChatResponse(
             message=message,
             finish_reason=final.finish_reason,
-            usage=final.usage or Usage(),
+            usage=final.usage,
             model=final.model or "",
             id=final.id,
             prefix_fingerprint=final.prefix_fingerprint,

@@ -88,6 +88,12 @@ def _usage_source(response: Any) -> tuple[Any, Any]:
     return (message_extra.get("usage") if isinstance(message_extra, Mapping) else None), None
 
 
+def _usage_unknown(response: Any) -> bool:
+    """Whether the LLM said it got no valid usage (``raw["usage_unknown"]``): counted, no tokens."""
+    raw = getattr(response, "raw", None)
+    return isinstance(raw, Mapping) and raw.get("usage_unknown") is True
+
+
 def usage_from_llama_index(response: Any) -> Usage | None:
     """The `Usage` of a LlamaIndex `ChatResponse` / `CompletionResponse`, whatever LLM produced it."""
     source, cache = _usage_source(response)
@@ -183,11 +189,11 @@ class _Recorder:
         with self._lock:
             call = self._items.pop(key, None) if key else None
         usage = usage_from_llama_index(response) if response is not None else None
-        if usage is None:
+        if usage is None and not _usage_unknown(response):
             return None
         model, provider = model_and_provider(response, call.model_dict if call else None)
         diagnosis = None
-        if self.diagnostics is not None and call is not None and call.messages is not None:
+        if self.diagnostics is not None and call is not None and call.messages is not None and usage is not None:
             diagnosis = self.diagnostics.observe(
                 model=model,
                 messages=call.messages,
@@ -378,7 +384,7 @@ class CachedTokenCountingHandler(CallReports, TokenCountingHandler):
                 event_id, payload.get(EventPayload.RESPONSE) or payload.get(EventPayload.COMPLETION)
             )
         super().on_event_end(event_type, payload, event_id, **kwargs)
-        if record is not None:
+        if record is not None and record.usage is not None:
             self._count_billed(event_id, record.usage)
 
     def _count_billed(self, event_id: str, usage: Usage) -> None:

@@ -129,6 +129,11 @@ class CachingLLM(FunctionCallingLLM):
     max_tokens: int | None = Field(default=None, description="Maximum output tokens; None: the provider's.")
     timeout: float | None = Field(default=None, description="Seconds before a request times out.")
     max_retries: int = Field(default=2, description="Retries of rate limits, 5xx and connection errors.")
+    deadline: float | None = Field(
+        default=None,
+        description="Seconds one call may take in all, across retries and the whole stream (None: only the "
+        "per-attempt timeout); past it the call raises DeadlineExceededError.",
+    )
     context_window: int | None = Field(
         default=None, description="Overrides the context window reported in `metadata` (unknown models)."
     )
@@ -465,6 +470,7 @@ class GLM(CachingLLM):
             base_url=self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            deadline=self.deadline,
             http_client=self.http_client,
             async_http_client=self.http_async_client,
             default_headers=self.default_headers,
@@ -627,6 +633,7 @@ class Gemini(CachingLLM):
             base_url=self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            deadline=self.deadline,
             http_client=self.http_client,
             async_http_client=self.http_async_client,
             default_headers=self.default_headers,

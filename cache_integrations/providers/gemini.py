@@ -8,12 +8,13 @@ of call deterministically, manages the resource (create, get, list, update, dele
 errors, including the two a cache manager must recognise: cache gone and cache too small.
 
 Wire facts honoured here (recorded 2025-2026): ``promptTokenCount`` includes the cached tokens;
-every SSE chunk carries ``usageMetadata`` but only the last one is complete, and on Vertex only the
-intermediate chunks may carry ``cachedContentTokenCount``, so usage is merged field by field; there
-is no ``[DONE]``; a request with ``cachedContent`` must not carry ``systemInstruction``, ``tools`` or
-``toolConfig`` (400, even when identical to the cached ones); a missing or expired cache is 403
-PERMISSION_DENIED (Vertex: 404 NOT_FOUND); an empty cache list is ``{}``; function calls come without
-ids, and Gemini 3 rejects a replayed function call that lost its ``thoughtSignature``.
+every SSE chunk carries ``usageMetadata`` but only the last one is complete (it is taken as a whole),
+and on Vertex only the intermediate chunks may carry ``cachedContentTokenCount`` (the one field kept
+from an earlier chunk); there is no ``[DONE]``; a request with ``cachedContent`` must not carry
+``systemInstruction``, ``tools`` or ``toolConfig`` (400, even when identical to the cached ones); a
+missing or expired cache is 403 PERMISSION_DENIED (Vertex: 404 NOT_FOUND); an empty cache list is
+``{}``; function calls come without ids, and Gemini 3 rejects a replayed function call that lost
+its ``thoughtSignature``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,8 +59,9 @@ from ..messages import (
     ToolCallChunk,
     ToolDefinition,
 )
-from ..usage import Usage
+from ..usage import InvalidUsage, Usage, strict_count
 from ..validation import GEMINI_LIMITS, validate_request
+from ._body import as_object, decode_event, get_list, get_object, get_str, malformed
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 from .gemini_files import GeminiFiles
 from .gemini_media import check_media_support, media_to_wire
@@ -120,25 +123,27 @@ def gemini_options(*, thinking_budget: int | None = None) -> dict[str, Any]:
     return {"generationConfig": {"thinkingConfig": {"thinkingBudget": thinking_budget}}}
 
 
-def usage_from_gemini(raw: Mapping[str, Any] | None) -> Usage:
-    """Map ``usageMetadata`` to `Usage`.
+def usage_from_gemini(raw: Any) -> Usage | None:
+    """Map ``usageMetadata`` to `Usage`, or None when it is missing or invalid (usage unknown).
 
     ``promptTokenCount`` already includes ``cachedContentTokenCount``; tool-use prompt tokens are
-    input too; thoughts are billed as output. Gemini omits zero fields, so a missing field is 0.
+    input too; thoughts are billed as output. Gemini omits zero fields, so a missing count is 0,
+    except ``promptTokenCount``: without it the usage is unknown. A negative or non-numeric count
+    makes the whole usage unknown, never zeros.
     """
-    if not raw:
-        return Usage()
-
-    def count(key: str) -> int:
-        return int(raw.get(key) or 0)
-
-    thoughts = count("thoughtsTokenCount")
-    return Usage(
-        input_tokens=count("promptTokenCount") + count("toolUsePromptTokenCount"),
-        cache_read_tokens=count("cachedContentTokenCount"),
-        output_tokens=count("candidatesTokenCount") + thoughts,
-        reasoning_tokens=thoughts,
-    )
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        thoughts = strict_count(raw, "thoughtsTokenCount")
+        return Usage(
+            input_tokens=strict_count(raw, "promptTokenCount", required=True)
+            + strict_count(raw, "toolUsePromptTokenCount"),
+            cache_read_tokens=strict_count(raw, "cachedContentTokenCount"),
+            output_tokens=strict_count(raw, "candidatesTokenCount") + thoughts,
+            reasoning_tokens=thoughts,
+        )
+    except InvalidUsage:
+        return None
 
 
 # --------------------------------------------------------------------------------------- encoding
@@ -537,11 +542,10 @@ def synthesize_call_id(response_id: str | None, index: int, name: str) -> str:
     return "call_" + digest[:24]
 
 
-def _tool_call(part: Mapping[str, Any], response_id: str | None, index: int) -> ToolCall:
-    call = part.get("functionCall") or {}
+def _tool_call(call: Mapping[str, Any], signature: Any, response_id: str | None, index: int) -> ToolCall:
     name = str(call.get("name") or "")
     call_id = synthesize_call_id(response_id, index, name)
-    signature = part.get("thoughtSignature")
+    signature = signature if isinstance(signature, str) else None
     args = call.get("args")
     if args is None or isinstance(args, dict):
         return ToolCall(call_id, name, args or {}, signature=signature)
@@ -549,108 +553,143 @@ def _tool_call(part: Mapping[str, Any], response_id: str | None, index: int) -> 
 
 
 def _blocked(data: Mapping[str, Any]) -> ProviderError:
-    feedback = data.get("promptFeedback") or {}
+    feedback = data.get("promptFeedback")
     reason = feedback.get("blockReason") if isinstance(feedback, Mapping) else None
-    if reason:
+    if reason and isinstance(feedback, Mapping):
         detail = feedback.get("blockReasonMessage")
         message = f"Gemini blocked the prompt (blockReason {reason})" + (f": {detail}" if detail else "")
         return BadRequestError(message, status_code=200, code=str(reason), provider=PROVIDER, body=data)
-    return ProviderError("response has no candidates", status_code=200, provider=PROVIDER, body=data)
+    return malformed(PROVIDER, "the response has no candidates", data)
+
+
+@dataclass(slots=True)
+class _Parts:
+    """What one candidate's parts say: answer text, thoughts and function calls, in order."""
+
+    text: list[str]
+    reasoning: list[str]
+    calls: list[ToolCall]
+
+
+def _candidate(data: Mapping[str, Any], response_id: str | None, calls_before: int) -> tuple[Any, _Parts] | None:
+    """The first candidate's finishReason and parts (None when there is no candidate), shape-checked."""
+    candidates = get_list(data, "candidates", "", PROVIDER, data)
+    if not candidates:
+        return None
+    candidate = as_object(candidates[0], "candidates[0]", PROVIDER, data)
+    content = get_object(candidate, "content", "candidates[0]", PROVIDER, data)
+    out = _Parts([], [], [])
+    for i, raw in enumerate(get_list(content, "parts", "candidates[0].content", PROVIDER, data)):
+        where = f"candidates[0].content.parts[{i}]"
+        part = as_object(raw, where, PROVIDER, data)
+        if "functionCall" in part:
+            call = get_object(part, "functionCall", where, PROVIDER, data)
+            get_str(call, "name", f"{where}.functionCall", PROVIDER, data)
+            out.calls.append(_tool_call(call, part.get("thoughtSignature"), response_id, calls_before + len(out.calls)))
+        elif "text" in part:
+            text = get_str(part, "text", where, PROVIDER, data) or ""
+            (out.reasoning if part.get("thought") else out.text).append(text)
+    return get_str(candidate, "finishReason", "candidates[0]", PROVIDER, data), out
 
 
 def parse_response(data: Mapping[str, Any], fingerprint: str | None = None, *, model: str = "") -> ChatResponse:
     """A ``generateContent`` response to `ChatResponse`; `model` is used when ``modelVersion`` is absent.
 
     Parts marked ``thought`` become `Message.reasoning`; function calls get synthesized ids and keep
-    their ``thoughtSignature``.
+    their ``thoughtSignature``. A body of the wrong shape raises `MalformedResponseError`; usage that
+    is missing or invalid is unknown (``usage=None``).
     """
-    candidates = data.get("candidates") or []
-    if not candidates:
+    data = as_object(data, "the response", PROVIDER, data)
+    response_id = get_str(data, "responseId", "", PROVIDER, data)
+    found = _candidate(data, response_id, 0)
+    if found is None:
         raise _blocked(data)
-    candidate = candidates[0]
-    response_id = data.get("responseId")
-    text: list[str] = []
-    reasoning: list[str] = []
-    calls: list[ToolCall] = []
-    for part in (candidate.get("content") or {}).get("parts") or ():
-        if not isinstance(part, Mapping):
-            continue
-        if "functionCall" in part:
-            calls.append(_tool_call(part, response_id, len(calls)))
-        elif "text" in part:
-            (reasoning if part.get("thought") else text).append(str(part.get("text") or ""))
+    finish_reason, parts = found
     message = Message(
-        role="assistant", content="".join(text), tool_calls=tuple(calls), reasoning="".join(reasoning) or None
+        role="assistant",
+        content="".join(parts.text),
+        tool_calls=tuple(parts.calls),
+        reasoning="".join(parts.reasoning) or None,
     )
     usage = data.get("usageMetadata")
     return ChatResponse(
         message=message,
-        finish_reason=candidate.get("finishReason"),
+        finish_reason=finish_reason,
         usage=usage_from_gemini(usage),
         model=str(data.get("modelVersion") or model),
         id=response_id,
         prefix_fingerprint=fingerprint,
-        raw_usage=usage,
+        raw_usage=usage if isinstance(usage, Mapping) else None,
     )
 
 
 class StreamParser:
     """Turns ``streamGenerateContent?alt=sse`` payloads into `StreamChunk`s; `finish()` yields the final one.
 
-    Every chunk carries ``usageMetadata`` but the values before the last chunk are provisional and
-    may be partial, so usage is merged field by field (latest non-null value wins) and reported
-    only on the final chunk. Function calls arrive whole and are emitted whole (``index=None``).
+    Every chunk carries ``usageMetadata`` but the values before the last chunk are provisional, so
+    the last chunk that carries usage is authoritative, as a whole: a count it omits is 0, not a
+    stale value from an earlier chunk (a stale ``candidatesTokenCount`` once reported 186 tokens
+    against Google's 165). Usage is reported only on the final chunk. Function calls arrive whole
+    and are emitted whole (``index=None``). An event that is not a JSON object of the documented
+    shape raises `MalformedResponseError`.
     """
 
-    __slots__ = ("_calls", "_fingerprint", "_finish_reason", "_id", "_model", "_usage")
+    __slots__ = ("_cached", "_calls", "_fingerprint", "_finish_reason", "_id", "_model", "_usage")
 
     def __init__(self, fingerprint: str | None = None, *, model: str = "") -> None:
         self._fingerprint = fingerprint
         self._model = model
         self._finish_reason: str | None = None
         self._id: str | None = None
-        self._usage: dict[str, Any] = {}
+        self._usage: Any = None
+        self._cached: Any = None
         self._calls = 0
 
     def feed(self, data: str) -> StreamChunk | None:
-        event = json.loads(data)
-        if not isinstance(event, Mapping):
-            raise ProviderError("stream event is not a JSON object", status_code=200, provider=PROVIDER, body=event)
+        event = decode_event(data, PROVIDER)
         if "error" in event:  # an error delivered inside the stream
             err = event["error"]
             status = err.get("code") if isinstance(err, Mapping) else None
-            raise _error_from_body(status if isinstance(status, int) else 200, event)
+            raise _error_from_body(status if isinstance(status, int) and 400 <= status < 600 else 200, event)
         self._model = str(event.get("modelVersion") or self._model)
-        self._id = event.get("responseId") or self._id
+        self._id = get_str(event, "responseId", "", PROVIDER, event) or self._id
         usage = event.get("usageMetadata")
-        if isinstance(usage, Mapping):
-            self._usage.update((k, v) for k, v in usage.items() if v is not None)
-        candidates = event.get("candidates") or ()
-        if not candidates:
-            if (event.get("promptFeedback") or {}).get("blockReason"):
+        if usage is not None:
+            self._usage = usage
+            if isinstance(usage, Mapping) and usage.get("cachedContentTokenCount") is not None:
+                self._cached = usage["cachedContentTokenCount"]
+        found = _candidate(event, self._id, self._calls)
+        if found is None:
+            feedback = event.get("promptFeedback")
+            if isinstance(feedback, Mapping) and feedback.get("blockReason"):
                 raise _blocked(event)
             return None
-        candidate = candidates[0]
-        if candidate.get("finishReason"):
-            self._finish_reason = candidate["finishReason"]
-        text: list[str] = []
-        reasoning: list[str] = []
-        tool_chunks: list[ToolCallChunk] = []
-        for part in (candidate.get("content") or {}).get("parts") or ():
-            if not isinstance(part, Mapping):
-                continue
-            if "functionCall" in part:
-                call = _tool_call(part, self._id, self._calls)
-                self._calls += 1
-                arguments = call.raw_arguments if call.error else canonical_json(dict(call.arguments))
-                tool_chunks.append(
-                    ToolCallChunk(index=None, id=call.id, name=call.name, arguments=arguments, signature=call.signature)
-                )
-            elif "text" in part:
-                (reasoning if part.get("thought") else text).append(str(part.get("text") or ""))
-        if not (text or reasoning or tool_chunks):
+        finish_reason, parts = found
+        if finish_reason:
+            self._finish_reason = finish_reason
+        self._calls += len(parts.calls)
+        tool_chunks = tuple(
+            ToolCallChunk(
+                index=None,
+                id=call.id,
+                name=call.name,
+                arguments=call.raw_arguments if call.error else canonical_json(dict(call.arguments)),
+                signature=call.signature,
+            )
+            for call in parts.calls
+        )
+        if not (parts.text or parts.reasoning or tool_chunks):
             return None
-        return StreamChunk(text="".join(text), reasoning="".join(reasoning), tool_call_chunks=tuple(tool_chunks))
+        return StreamChunk(text="".join(parts.text), reasoning="".join(parts.reasoning), tool_call_chunks=tool_chunks)
+
+    def _final_usage(self) -> Any:
+        usage = self._usage
+        if isinstance(usage, Mapping) and usage.get("cachedContentTokenCount") is None and self._cached is not None:
+            # The one field kept from an earlier chunk: on Vertex AI the intermediate chunks carry only
+            # {cachedContentTokenCount, trafficType} and the final one may omit the cached count
+            # (langchain-ai/langchainjs PR #9912, "Vertex intermediate chunks").
+            return {**usage, "cachedContentTokenCount": self._cached}
+        return usage
 
     def finish(self) -> StreamChunk:
         if self._finish_reason is None:
@@ -658,14 +697,15 @@ class StreamParser:
             raise ProviderConnectionError(
                 "google: the stream ended before the answer finished (no finishReason)", provider=PROVIDER
             )
+        usage = self._final_usage()
         return StreamChunk(
             final=True,
             finish_reason=self._finish_reason,
-            usage=usage_from_gemini(self._usage),
+            usage=usage_from_gemini(usage),
             model=self._model or None,
             id=self._id,
             prefix_fingerprint=self._fingerprint,
-            raw_usage=dict(self._usage) or None,
+            raw_usage=dict(usage) if isinstance(usage, Mapping) else None,
         )
 
 
@@ -695,8 +735,9 @@ class CachedContent:
     total_token_count: int
 
 
-def parse_cached_content(data: Mapping[str, Any]) -> CachedContent:
-    """A create/get/list/patch answer to `CachedContent` (``model`` without ``models/``)."""
+def parse_cached_content(data: Any) -> CachedContent:
+    """A create/get/list/patch answer to `CachedContent` (``model`` without ``models/``); a body of
+    another shape raises `MalformedResponseError`."""
     try:
         model = str(data.get("model") or "")
         return CachedContent(
@@ -706,15 +747,11 @@ def parse_cached_content(data: Mapping[str, Any]) -> CachedContent:
             create_time=parse_timestamp(data["createTime"]),
             update_time=parse_timestamp(data.get("updateTime") or data["createTime"]),
             expire_time=parse_timestamp(data["expireTime"]),
-            total_token_count=int((data.get("usageMetadata") or {}).get("totalTokenCount") or 0),
+            total_token_count=strict_count(get_object(data, "usageMetadata", "", PROVIDER, data), "totalTokenCount"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ProviderError(
-            f"malformed cachedContent resource ({type(exc).__name__}: {exc})",
-            status_code=200,
-            provider=PROVIDER,
-            body=data,
-        ) from exc
+        problem = f"malformed cachedContent resource ({type(exc).__name__}: {exc})"
+    raise malformed(PROVIDER, problem, data)
 
 
 def _update_request(ttl_seconds: float | None, expire_time: datetime | None) -> tuple[bytes, dict[str, str]]:
@@ -785,6 +822,14 @@ def _error_from_body(status: int, body: Any) -> ProviderError:
 # --------------------------------------------------------------------------------------- provider
 
 
+def _total_tokens(data: Mapping[str, Any]) -> int:
+    try:
+        return strict_count(data, "totalTokens")
+    except InvalidUsage as exc:
+        problem = f"countTokens: {exc}"
+    raise malformed(PROVIDER, problem, data)
+
+
 def _model_path(model: str, action: str) -> str:
     return f"models/{quote(model, safe='')}:{action}"
 
@@ -801,12 +846,13 @@ class GeminiProvider(HTTPProvider):
     def __init__(self, *, api_key: SecretStr, base_url: str = GEMINI_BASE_URL, **kwargs: Any) -> None:
         super().__init__(api_key=api_key, base_url=base_url, **kwargs)
         self._files: GeminiFiles | None = None
+        self._files_lock = threading.Lock()
 
     @property
     def files(self) -> GeminiFiles:
         """The Files API over this provider's clients and key (upload, get, list, delete, wait_active)."""
         if self._files is None:
-            with self._lock:
+            with self._files_lock:
                 if self._files is None:
                     self._files = GeminiFiles(self)
         return self._files
@@ -845,7 +891,9 @@ class GeminiProvider(HTTPProvider):
             request, stream=False, cached_content=cached_content, cached_messages=cached_messages, layout=layout
         )
         data = self.request("POST", _model_path(enc.model, "generateContent"), enc.body)
-        return parse_response(data, enc.fingerprints.prefix, model=enc.model)
+        response = parse_response(data, enc.fingerprints.prefix, model=enc.model)
+        self._note_usage(response.usage, response.raw_usage)
+        return response
 
     async def achat(
         self,
@@ -859,7 +907,9 @@ class GeminiProvider(HTTPProvider):
             request, stream=False, cached_content=cached_content, cached_messages=cached_messages, layout=layout
         )
         data = await self.arequest("POST", _model_path(enc.model, "generateContent"), enc.body)
-        return parse_response(data, enc.fingerprints.prefix, model=enc.model)
+        response = parse_response(data, enc.fingerprints.prefix, model=enc.model)
+        self._note_usage(response.usage, response.raw_usage)
+        return response
 
     def stream(
         self,
@@ -878,7 +928,9 @@ class GeminiProvider(HTTPProvider):
             chunk = parser.feed(data)
             if chunk is not None:
                 yield chunk
-        yield parser.finish()
+        final = parser.finish()
+        self._note_usage(final.usage, final.raw_usage)
+        yield final
 
     async def astream(
         self,
@@ -897,18 +949,20 @@ class GeminiProvider(HTTPProvider):
             chunk = parser.feed(data)
             if chunk is not None:
                 yield chunk
-        yield parser.finish()
+        final = parser.finish()
+        self._note_usage(final.usage, final.raw_usage)
+        yield final
 
     def count_tokens(self, request: ChatRequest, *, layout: bool = True) -> int:
         """Prompt tokens of `request` as Gemini counts them (system instruction and tools included)."""
         enc = encode_generate(request, stream=False, layout=layout)
         data = self.request("POST", _model_path(enc.model, "countTokens"), _count_tokens_body(enc))
-        return int(data.get("totalTokens") or 0)
+        return _total_tokens(data)
 
     async def acount_tokens(self, request: ChatRequest, *, layout: bool = True) -> int:
         enc = encode_generate(request, stream=False, layout=layout)
         data = await self.arequest("POST", _model_path(enc.model, "countTokens"), _count_tokens_body(enc))
-        return int(data.get("totalTokens") or 0)
+        return _total_tokens(data)
 
     # -- cachedContents ------------------------------------------------------------------------
 
@@ -960,7 +1014,7 @@ class GeminiProvider(HTTPProvider):
         params = {"pageSize": str(page_size)}
         while True:
             data = self.request("GET", _CACHES_PATH, params=params)
-            for item in data.get("cachedContents") or ():
+            for item in get_list(data, "cachedContents", "", PROVIDER, data):
                 yield parse_cached_content(item)
             token = data.get("nextPageToken")
             if not token:
@@ -975,7 +1029,7 @@ class GeminiProvider(HTTPProvider):
         params = {"pageSize": str(page_size)}
         while True:
             data = await self.arequest("GET", _CACHES_PATH, params=params)
-            for item in data.get("cachedContents") or ():
+            for item in get_list(data, "cachedContents", "", PROVIDER, data):
                 yield parse_cached_content(item)
             token = data.get("nextPageToken")
             if not token:

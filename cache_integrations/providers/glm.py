@@ -44,6 +44,7 @@ from ..messages import (
 )
 from ..usage import usage_from_openai
 from ..validation import GLM_LIMITS, validate_request
+from ._body import as_object, decode_event, get_list, get_object, get_str, kind_of, malformed
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
 
 GLM_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 ZAI_BASE_URL = "https://api.z.ai/api/paas/v4"
+PROVIDER = "zhipuai"
 _CHAT_PATH = "chat/completions"
 INSUFFICIENT_BALANCE = "1113"
 
@@ -286,55 +288,82 @@ def tool_call_from_wire(call_id: str, name: str, arguments: Any) -> ToolCall:
     return ToolCall(call_id, name, parsed, arguments)
 
 
-def _parse_tool_calls(raw_calls: list[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
+def _parse_tool_calls(raw_calls: list[Any], where: str, body: Any) -> tuple[ToolCall, ...]:
     calls = []
-    for raw in raw_calls or ():
-        fn = raw.get("function") or {}
-        calls.append(tool_call_from_wire(str(raw.get("id") or ""), str(fn.get("name") or ""), fn.get("arguments")))
+    for i, raw in enumerate(raw_calls):
+        call = as_object(raw, f"{where}[{i}]", PROVIDER, body)
+        fn = get_object(call, "function", f"{where}[{i}]", PROVIDER, body)
+        call_id = get_str(call, "id", f"{where}[{i}]", PROVIDER, body) or ""
+        name = get_str(fn, "name", f"{where}[{i}].function", PROVIDER, body) or ""
+        calls.append(tool_call_from_wire(call_id, name, fn.get("arguments")))
     return tuple(calls)
 
 
+def _choice(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The first choice (None when the list is empty), checked to be an object."""
+    choices = get_list(data, "choices", "", PROVIDER, data)
+    return as_object(choices[0], "choices[0]", PROVIDER, data) if choices else None
+
+
 def parse_response(data: Mapping[str, Any], fingerprint: str | None = None) -> ChatResponse:
-    """A non-streaming GLM response to `ChatResponse` (tool-call arguments parsed from JSON)."""
-    choices = data.get("choices") or []
-    if not choices:
-        raise ProviderError("response has no choices", status_code=200, provider="zhipuai", body=data)
-    choice = choices[0]
-    msg = choice.get("message") or {}
+    """A non-streaming GLM response to `ChatResponse` (tool-call arguments parsed from JSON).
+
+    A body of the wrong shape raises `MalformedResponseError`; usage that is missing or invalid is
+    reported as unknown (``usage=None``).
+    """
+    choice = _choice(as_object(data, "the response", PROVIDER, data))
+    if choice is None:
+        raise malformed(PROVIDER, "the response has no choices", data)
+    msg = get_object(choice, "message", "choices[0]", PROVIDER, data)
+    where = "choices[0].message"
     message = Message(
         role="assistant",
-        content=msg.get("content") or "",
-        tool_calls=_parse_tool_calls(msg.get("tool_calls")),
-        reasoning=msg.get("reasoning_content") or None,
+        content=get_str(msg, "content", where, PROVIDER, data) or "",
+        tool_calls=_parse_tool_calls(get_list(msg, "tool_calls", where, PROVIDER, data), f"{where}.tool_calls", data),
+        reasoning=get_str(msg, "reasoning_content", where, PROVIDER, data) or None,
     )
+    raw_usage = data.get("usage")
     return ChatResponse(
         message=message,
-        finish_reason=choice.get("finish_reason"),
-        usage=usage_from_openai(data.get("usage")),
+        finish_reason=get_str(choice, "finish_reason", "choices[0]", PROVIDER, data),
+        usage=usage_from_openai(raw_usage),
         model=str(data.get("model") or ""),
-        id=data.get("id") or data.get("request_id"),
+        id=_text_id(data.get("id") or data.get("request_id")),
         prefix_fingerprint=fingerprint,
-        raw_usage=data.get("usage"),
+        raw_usage=raw_usage if isinstance(raw_usage, Mapping) else None,
     )
 
 
-def _tool_call_chunk(raw: Mapping[str, Any]) -> ToolCallChunk:
+def _text_id(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _tool_call_chunk(raw: Any, where: str, body: Any) -> ToolCallChunk:
     """A streamed tool call. GLM sends each call whole (unless ``tool_stream`` is on); a whole call
     carries no index, so frameworks never merge it with another block that happens to share one."""
-    fn = raw.get("function") or {}
+    call = as_object(raw, where, PROVIDER, body)
+    fn = get_object(call, "function", where, PROVIDER, body)
     args = fn.get("arguments")
-    whole = bool(raw.get("id") and fn.get("name")) and not tool_call_from_wire("", "", args).error
+    call_id = get_str(call, "id", where, PROVIDER, body)
+    name = get_str(fn, "name", f"{where}.function", PROVIDER, body)
+    whole = bool(call_id and name) and not tool_call_from_wire("", "", args).error
     if isinstance(args, str) and not args.strip():
         whole = False
-    index = None if whole else int(raw.get("index") or 0)
-    return ToolCallChunk(index=index, id=raw.get("id"), name=fn.get("name"), arguments=args)
+    if not (args is None or isinstance(args, str)):
+        args = json.dumps(args)  # some gateways send an object; the chunk carries JSON text
+    index = call.get("index")
+    if not whole and index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+        raise malformed(PROVIDER, f"{where}.index is {kind_of(index)}, expected an integer", body)
+    return ToolCallChunk(index=None if whole else int(index or 0), id=call_id, name=name, arguments=args)
 
 
 class StreamParser:
     """Turns GLM SSE `data` payloads into `StreamChunk`s; `finish()` yields the single final chunk.
 
     Usage is taken from whichever chunk carries it (the finish chunk or a trailing
-    ``choices: []`` chunk), the last non-null one winning, and reported only on the final chunk.
+    ``choices: []`` chunk), the last non-null one winning, and reported only on the final chunk
+    (``usage=None`` there when the stream carried none, or none that is valid). An event that is not
+    a JSON object of the documented shape raises `MalformedResponseError`.
     """
 
     __slots__ = ("_done", "_fingerprint", "_finish_reason", "_id", "_model", "_raw_usage")
@@ -343,7 +372,7 @@ class StreamParser:
         self._fingerprint = fingerprint
         self._done = False
         self._finish_reason: str | None = None
-        self._raw_usage: Mapping[str, Any] | None = None
+        self._raw_usage: Any = None
         self._model: str | None = None
         self._id: str | None = None
 
@@ -351,23 +380,27 @@ class StreamParser:
         if data == "[DONE]":
             self._done = True
             return None
-        event = json.loads(data)
+        event = decode_event(data, PROVIDER)
         if "error" in event:  # an error delivered inside the stream
-            raise _error_from_body(200, event, "zhipuai")
-        self._model = event.get("model") or self._model
-        self._id = event.get("id") or self._id
-        if event.get("usage"):
+            raise _error_from_body(200, event, PROVIDER)
+        self._model = str(event.get("model") or "") or self._model
+        self._id = _text_id(event.get("id")) or self._id
+        if event.get("usage") is not None:
             self._raw_usage = event["usage"]
-        choices = event.get("choices") or ()
-        if not choices:
+        choice = _choice(event)
+        if choice is None:
             return None
-        choice = choices[0]
-        if choice.get("finish_reason"):
-            self._finish_reason = choice["finish_reason"]
-        delta = choice.get("delta") or {}
-        text = delta.get("content") or ""
-        reasoning = delta.get("reasoning_content") or ""
-        tool_chunks = tuple(_tool_call_chunk(tc) for tc in delta.get("tool_calls") or ())
+        finish = get_str(choice, "finish_reason", "choices[0]", PROVIDER, event)
+        if finish:
+            self._finish_reason = finish
+        delta = get_object(choice, "delta", "choices[0]", PROVIDER, event)
+        where = "choices[0].delta"
+        text = get_str(delta, "content", where, PROVIDER, event) or ""
+        reasoning = get_str(delta, "reasoning_content", where, PROVIDER, event) or ""
+        tool_chunks = tuple(
+            _tool_call_chunk(tc, f"{where}.tool_calls[{i}]", event)
+            for i, tc in enumerate(get_list(delta, "tool_calls", where, PROVIDER, event))
+        )
         if not (text or reasoning or tool_chunks):
             return None
         return StreamChunk(text=text, reasoning=reasoning, tool_call_chunks=tool_chunks)
@@ -377,7 +410,7 @@ class StreamParser:
             # The connection closed mid-answer: the text is incomplete and usage was never sent.
             raise ProviderConnectionError(
                 "zhipuai: the stream ended before the answer finished (no finish_reason, no [DONE])",
-                provider="zhipuai",
+                provider=PROVIDER,
             )
         return StreamChunk(
             final=True,
@@ -386,7 +419,7 @@ class StreamParser:
             model=self._model,
             id=self._id,
             prefix_fingerprint=self._fingerprint,
-            raw_usage=self._raw_usage,
+            raw_usage=self._raw_usage if isinstance(self._raw_usage, Mapping) else None,
         )
 
 
@@ -410,7 +443,7 @@ def _error_from_body(status: int, body: Any, provider: str) -> ProviderError:
 class GLMProvider(HTTPProvider):
     """Sync and async GLM chat completions with pooled connections and bounded retries."""
 
-    provider = "zhipuai"
+    provider = PROVIDER
 
     def __init__(self, *, api_key: SecretStr, base_url: str = GLM_BASE_URL, **kwargs: Any) -> None:
         super().__init__(api_key=api_key, base_url=base_url, **kwargs)
@@ -433,11 +466,15 @@ class GLMProvider(HTTPProvider):
 
     def chat(self, request: ChatRequest, *, layout: bool = True) -> ChatResponse:
         enc = encode_request(request, stream=False, layout=layout)
-        return parse_response(self.request("POST", _CHAT_PATH, enc.body), enc.fingerprints.prefix)
+        response = parse_response(self.request("POST", _CHAT_PATH, enc.body), enc.fingerprints.prefix)
+        self._note_usage(response.usage, response.raw_usage)
+        return response
 
     async def achat(self, request: ChatRequest, *, layout: bool = True) -> ChatResponse:
         enc = encode_request(request, stream=False, layout=layout)
-        return parse_response(await self.arequest("POST", _CHAT_PATH, enc.body), enc.fingerprints.prefix)
+        response = parse_response(await self.arequest("POST", _CHAT_PATH, enc.body), enc.fingerprints.prefix)
+        self._note_usage(response.usage, response.raw_usage)
+        return response
 
     def stream(self, request: ChatRequest, *, layout: bool = True) -> Iterator[StreamChunk]:
         enc = encode_request(request, stream=True, layout=layout)
@@ -446,7 +483,9 @@ class GLMProvider(HTTPProvider):
             chunk = parser.feed(data)
             if chunk is not None:
                 yield chunk
-        yield parser.finish()
+        final = parser.finish()
+        self._note_usage(final.usage, final.raw_usage)
+        yield final
 
     async def astream(self, request: ChatRequest, *, layout: bool = True) -> AsyncIterator[StreamChunk]:
         enc = encode_request(request, stream=True, layout=layout)
@@ -455,4 +494,6 @@ class GLMProvider(HTTPProvider):
             chunk = parser.feed(data)
             if chunk is not None:
                 yield chunk
-        yield parser.finish()
+        final = parser.finish()
+        self._note_usage(final.usage, final.raw_usage)
+        yield final

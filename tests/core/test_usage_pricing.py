@@ -24,8 +24,8 @@ def test_openai_style_usage_mapping() -> None:
 
 def test_missing_prompt_tokens_details_means_zero_cache_read() -> None:
     u = usage_from_openai({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12})
-    assert u.cache_read_tokens == 0 and u.input_tokens == 10
-    assert usage_from_openai(None) == Usage()
+    assert u is not None and u.cache_read_tokens == 0 and u.input_tokens == 10
+    assert usage_from_openai(None) is None  # no usage at all is unknown, never zeros
 
 
 def test_deepseek_hit_field_wins() -> None:

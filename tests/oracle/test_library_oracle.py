@@ -127,11 +127,6 @@ def test_gemini_errors_are_typed(name: str, cls: type[ProviderError], status: in
         assert (caught.value.total_token_count, caught.value.min_total_token_count) == (896, 1024)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StreamParser merges usageMetadata field by field: the first chunk's provisional thoughtsTokenCount "
-    "(167) survives although the final chunk has none (fix in providers/gemini.py on another branch)",
-)
 def test_gemini_builtin_tools_stream_reports_the_final_chunk() -> None:
     events = load("gemini_stream_builtin_tools")["sse_events"]
     parser = gemini_wire.StreamParser(model="gemini-3-flash-preview")

@@ -184,7 +184,8 @@ def test_model_falls_back_to_the_request_model() -> None:
 
 def test_candidate_without_content_is_an_empty_answer() -> None:
     r = parse_response({"candidates": [{"finishReason": "MAX_TOKENS", "index": 0}], "usageMetadata": {}})
-    assert r.finish_reason == "MAX_TOKENS" and r.message.content == "" and r.usage == Usage()
+    assert r.finish_reason == "MAX_TOKENS" and r.message.content == ""
+    assert r.usage is None  # an empty usageMetadata is unknown usage, not zero tokens
 
 
 def test_blocked_prompt_raises_with_the_block_reason() -> None:
@@ -199,7 +200,7 @@ def test_blocked_prompt_raises_with_the_block_reason() -> None:
 def test_usage_mapping_counts_tool_use_prompt_and_defaults_to_zero() -> None:
     raw = {"promptTokenCount": 100, "toolUsePromptTokenCount": 20, "candidatesTokenCount": 5}
     assert usage_from_gemini(raw) == Usage(input_tokens=120, output_tokens=5)
-    assert usage_from_gemini(None) == usage_from_gemini({}) == Usage()
+    assert usage_from_gemini(None) is None and usage_from_gemini({}) is None  # unknown, never zeros
 
 
 # -------------------------------------------------------------------------------------- stream parsing
