@@ -14,7 +14,7 @@ from typing import Any
 from cache_integrations.progress import progress_bar
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
-from . import efficiency, gemini, instrumentation, llama_index_chat, overhead, registry
+from . import efficiency, gemini, hotpath, instrumentation, llama_index_chat, overhead, registry
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -37,11 +37,12 @@ def _jsonable(obj: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=300, help="overhead: timed calls per client")
+    parser.add_argument("--hotpath-scale", type=float, default=1.0, help="hot path: fraction of the default rounds")
     args = parser.parse_args(argv)
 
     started = time.time()
     rules_sets = (("GLM (no minimum, 1-token steps)", GLM_RULES), ("OpenAI-style (1024 min, 128 steps)", OPENAI_RULES))
-    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 5) as advance:  # on a terminal only
+    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 6) as advance:  # on a terminal only
         eff = []
         for rules_name, rules in rules_sets:
             for w in WORKLOADS:
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         timings = overhead.measure(rounds=args.rounds)
         advance(1)
         traced = instrumentation.measure(rounds=args.rounds)
+        advance(1)
+        hot = hotpath.measure(scale=args.hotpath_scale)
         advance(1)
 
     lines = [
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {t.name} | {t.median_ms:.3f} | {t.p90_ms:.3f} | {signed(t.overhead_ms)} | {times(t.ratio)} "
             f"| {t.cpu_median_ms:.3f} | {signed(t.cpu_overhead_ms)} | {times(t.cpu_ratio)} |"
         )
+    lines += ["", *hotpath.report(hot)]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     (HERE / "results.json").write_text(
         json.dumps(
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                     "thundering_herd": [asdict(h) for h in herd],
                     "overhead": [asdict(t) for t in timings],
                     "instrumentation_overhead": [asdict(t) for t in traced],
+                    "hotpath": asdict(hot),
                 }
             ),
             indent=2,
