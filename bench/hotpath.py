@@ -485,7 +485,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run only the hot-path benchmark section.")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the default rounds")
     parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--only", help="comma-separated: history, handler, imports, gemini (printed raw)")
     args = parser.parse_args(argv)
+    if args.only:
+        for part in args.only.split(","):
+            if part == "history":
+                rows = measure_history(scale=args.scale)
+                print(*rows, history_slopes(rows), sep="\n")
+            elif part == "handler":
+                print(*measure_handler(rounds=max(20, int(400 * args.scale))), sep="\n")
+            elif part == "imports":
+                print(*measure_imports(), sep="\n")
+            elif part == "gemini":
+                print(*measure_gemini(rounds=max(5, int(15 * args.scale))), sep="\n")
+        return 0
     result = measure(scale=args.scale)
     print("\n".join(report(result)))
     if args.json:

@@ -1,10 +1,14 @@
 """Which conversation a call belongs to, for the miss diagnostics: bounded and never across tenants.
 
 A conversation is found by the caller's session id (``session_id`` / ``thread_id``) when there is one,
-else by lineage: the recent conversation, without a session id, whose latest request the new one shares
-most content with (or, for an edited first message, a long common start). Either way only within one
-*scope*, an opaque id of the call's credential and endpoint, so two tenants that share a long system
-prompt are never diagnosed as one conversation.
+else by lineage. Lineage first looks the request's normalized prefixes up in an index, longest first: each
+conversation without a session id is indexed by the fingerprints of its latest request's first message, its
+stable prefix and the whole request, so a call that continues, retries or branches a conversation finds it
+with a few dictionary lookups, whatever the number of conversations. A request that shares no indexed prefix
+(its first message changed, say) falls back to comparing content: the recent conversation whose latest
+request the new one shares most content with (or, for an edited first message, a long common start).
+Either way only within one *scope*, an opaque id of the call's credential and endpoint, so two tenants that
+share a long system prompt are never diagnosed as one conversation.
 
 The book keeps one latest request per conversation and at most a given number of conversations,
 dropping the least recently active first and any that stayed idle too long, so its memory is bounded
@@ -44,6 +48,13 @@ class Observed:
     tool_names: tuple[str, ...]
     stable_units: int
     at: float
+    chain: tuple[str, ...] = ()
+    """`lineage_chain(units)`: the fingerprint of each normalized prefix (the lineage index's keys)."""
+
+    def index_keys(self) -> set[str]:
+        """The prefixes a later request finds this one by: its first message, its stable prefix, the whole."""
+        chain = self.chain
+        return {chain[k] for k in (1, self.stable_units - 1, len(chain) - 1) if 0 < k < len(chain)}
 
 
 @dataclass(slots=True)
@@ -56,9 +67,18 @@ class Conversation:
 
 
 def common_start(a: str, b: str) -> int:
-    """How many characters `a` and `b` share from the start."""
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
+    """How many characters `a` and `b` share from the start (slices compared in halving steps: a long text
+    costs a few memory comparisons, not a Python loop over its characters)."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while lo < hi:  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def credential_scope(client: Any) -> str | None:
@@ -78,11 +98,13 @@ def credential_scope(client: Any) -> str | None:
 class ConversationBook:
     """Conversations by label, least recently active first, and caller session ids to labels."""
 
-    __slots__ = ("_conversations", "_ids", "_sessions")
+    __slots__ = ("_conversations", "_ids", "_index", "_sessions")
 
     def __init__(self) -> None:
         self._conversations: OrderedDict[str, Conversation] = OrderedDict()
         self._sessions: dict[tuple[str | None, str], str] = {}
+        # (scope, normalized prefix fingerprint) -> the label of the conversation most recently indexed under it
+        self._index: dict[tuple[str | None, str], str] = {}
         self._ids = itertools.count(1)
 
     def __len__(self) -> int:
@@ -94,14 +116,27 @@ class ConversationBook:
         return len(self._sessions)
 
     def find(
-        self, units: tuple[Unit, ...], scope: str | None, session: str | None, *, candidates: int
+        self,
+        units: tuple[Unit, ...],
+        scope: str | None,
+        session: str | None,
+        *,
+        candidates: int,
+        chain: tuple[str, ...] = (),
     ) -> Conversation | None:
-        """The conversation a request with `units` continues; lineage compares the newest `candidates`."""
+        """The conversation a request with `units` (and lineage `chain`) continues: by session id; else by the
+        longest indexed prefix; else by content, comparing the newest `candidates` conversations."""
         if session is not None:
             label = self._sessions.get((scope, session))
             return self._conversations.get(label) if label is not None else None
-        # A new call continues a conversation from its latest request: score only those of the same
-        # credential without a session id, newest first.
+        if chain:
+            index, conversations = self._index, self._conversations
+            for k in range(len(chain) - 1, 0, -1):  # the longest indexed prefix, sharing a message at least
+                label = index.get((scope, chain[k]))
+                if label is not None and (found := conversations.get(label)) is not None:
+                    return found
+        # No indexed prefix: a new call continues a conversation from its latest request. Score only those
+        # of the same credential without a session id, newest first.
         recent = list(
             itertools.islice(
                 (c for c in reversed(self._conversations.values()) if c.session is None and c.scope == scope),
@@ -137,10 +172,16 @@ class ConversationBook:
         self._conversations[label] = conversation
         if session is not None:
             self._sessions[(scope, session)] = label
+        else:
+            self._add_to_index(conversation)
         return conversation
 
     def record(self, conversation: Conversation, observed: Observed, *, cap: int) -> None:
         """`observed` is now the conversation's latest request; keep at most `cap` conversations."""
+        if conversation.latest is not observed and conversation.session is None:
+            self._drop_from_index(conversation)
+            conversation.latest = observed
+            self._add_to_index(conversation)
         conversation.latest = observed
         conversation.calls += 1
         self._conversations.move_to_end(conversation.label)
@@ -159,3 +200,19 @@ class ConversationBook:
     def _forget(self, conversation: Conversation) -> None:
         if conversation.session is not None:
             self._sessions.pop((conversation.scope, conversation.session), None)
+        else:
+            self._drop_from_index(conversation)
+
+    def _add_to_index(self, conversation: Conversation) -> None:
+        for key in conversation.latest.index_keys():
+            self._index[(conversation.scope, key)] = conversation.label
+
+    def _drop_from_index(self, conversation: Conversation) -> None:
+        for key in conversation.latest.index_keys():
+            if self._index.get((conversation.scope, key)) == conversation.label:
+                del self._index[(conversation.scope, key)]
+
+    @property
+    def indexed(self) -> int:
+        """How many prefixes the lineage index holds (at most three per conversation)."""
+        return len(self._index)

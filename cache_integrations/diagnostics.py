@@ -20,13 +20,10 @@ Prompt text never leaves the process unless `trace_prompts=True`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -35,9 +32,10 @@ from typing import Any, Literal
 
 from ._conversations import ConversationBook, Observed, Unit, credential_scope
 from ._conversations import common_start as _common_start
+from ._units import find_volatile, lineage_chain, message_text, units_of
 from .errors import ConfigurationError
 from .layout import canonical_json, stable_prefix_length
-from .messages import Message, TextPart, ToolDefinition
+from .messages import Message, ToolDefinition
 from .pricing import PriceBook, default_price_book
 from .usage import Usage
 from .validation import check_seconds
@@ -122,44 +120,6 @@ DEFAULT_MAX_AGE = 6 * 3600.0
 """Seconds without a call after which a conversation is forgotten (longer than any provider's cache TTL,
 so `ttl_elapsed` is still diagnosed)."""
 
-_VOLATILE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("timestamp", re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")),
-    ("uuid", re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")),
-    ("date", re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b")),
-    (
-        "date",
-        re.compile(
-            r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? \w+ \d{1,2},? \d{4}\b|"
-            r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]* \d{1,2},? \d{4}\b"
-        ),
-    ),
-    ("time", re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b")),
-    ("epoch", re.compile(r"\b1[6-9]\d{8}(?:\d{3})?\b")),
-    ("request id", re.compile(r"\b(?:req|request|trace|session|run)[_-]?(?:id)?[_:=-]?[0-9a-zA-Z]{8,}\b", re.I)),
-    ("hex id", re.compile(r"\b[0-9a-f]{16,}\b")),
-)
-# Separate patterns on purpose: one alternation of all eight is twice as slow in Python's engine.
-
-
-def find_volatile(text: str) -> list[tuple[str, int, str]]:
-    """Volatile values in `text`: (kind, character offset, matched text), first match wins per span."""
-    found: list[tuple[str, int, str]] = []
-    taken: list[tuple[int, int]] = []
-    for kind, pattern in _VOLATILE_PATTERNS:
-        for m in pattern.finditer(text):
-            if any(m.start() < end and start < m.end() for start, end in taken):
-                continue
-            taken.append((m.start(), m.end()))
-            found.append((kind, m.start(), m.group(0)))
-    return sorted(found, key=lambda f: f[1])
-
-
-def _mask(text: str) -> str:
-    for kind, pattern in _VOLATILE_PATTERNS:
-        text = pattern.sub(f"<{kind}>", text)
-    return text
-
-
 # -- the static linter --------------------------------------------------------------------------
 
 
@@ -177,12 +137,6 @@ class LintFinding:
         return f"{self.where}, offset {self.offset}: {self.kind} {self.value!r} in the cached prefix; {self.fix}"
 
 
-def _message_text(message: Message) -> str:
-    if isinstance(message.content, str):
-        return message.content
-    return "".join(p.text for p in message.content if isinstance(p, TextPart))
-
-
 def lint_messages(messages: Sequence[Message], tools: Sequence[ToolDefinition] = ()) -> list[LintFinding]:
     """Volatile values in the tools, the system messages and every turn before the newest question.
 
@@ -198,56 +152,12 @@ def lint_messages(messages: Sequence[Message], tools: Sequence[ToolDefinition] =
     for i, message in enumerate(messages):
         if i >= last_user and message.role != "system":
             continue
-        for kind, offset, value in find_volatile(_message_text(message)):
+        for kind, offset, value in find_volatile(message_text(message)):
             findings.append(LintFinding(f"messages[{i}] ({message.role})", kind, offset, value, fix))
     return findings
 
 
 # -- divergence tracking ------------------------------------------------------------------------
-
-
-def _h(data: str) -> str:
-    return hashlib.sha256(data.encode()).hexdigest()[:24]
-
-
-def _unit_text(message: Message) -> str:
-    """A message as one string: role, text, and the calls it carries (canonical JSON)."""
-    parts = [message.role, _message_text(message)]
-    parts.extend(f"{c.name}:{canonical_json(dict(c.arguments))}" for c in message.tool_calls)
-    if message.tool_call_id:
-        parts.append(message.tool_call_id)
-    return "\x1f".join(parts)
-
-
-_NORMALIZED: OrderedDict[str, str] = OrderedDict()
-_NORMALIZED_MAX = 4096
-_normalized_lock = threading.Lock()
-
-
-def _normalized_hash(exact: str, text: str) -> str:
-    """The masked text's hash, memoized by the exact hash: a prefix repeats on every call of a
-    conversation, and masking long texts is the costly part of a diagnosis."""
-    with _normalized_lock:
-        hit = _NORMALIZED.get(exact)
-        if hit is not None:
-            _NORMALIZED.move_to_end(exact)
-            return hit
-    normalized = _h(_mask(text))
-    with _normalized_lock:
-        _NORMALIZED[exact] = normalized
-        if len(_NORMALIZED) > _NORMALIZED_MAX:
-            _NORMALIZED.popitem(last=False)
-    return normalized
-
-
-def _unit(text: str) -> Unit:
-    exact = _h(text)
-    return Unit(exact, _normalized_hash(exact, text), len(text), text)
-
-
-def _units(model: str, messages: Sequence[Message], tools: Sequence[ToolDefinition]) -> tuple[Unit, ...]:
-    head = canonical_json([model, [[t.name, t.description, dict(t.parameters)] for t in tools]])
-    return tuple(_unit(t) for t in (head, *(_unit_text(m) for m in messages)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,14 +301,15 @@ class CacheDiagnostics:
         `scope` identifies the credential and endpoint (see `credential_scope`). Calls with different
         scopes or different sessions are never treated as one conversation.
         """
-        units = _units(model, messages, tools)
+        units = units_of(model, messages, tools)
         call = _Call(model, provider, units, tuple(t.name for t in tools), usage or Usage(), self.clock())
         stable = stable_prefix_length(messages) + 1  # + the model/tools unit
-        observed = Observed(model, units, call.tool_names, stable, call.at)
+        chain = lineage_chain(units)
+        observed = Observed(model, units, call.tool_names, stable, call.at, chain)
         with self._lock:
             book = self._book
             book.forget_idle_since(call.at - self.max_age)
-            conversation = book.find(units, scope, session, candidates=self.keep_requests)
+            conversation = book.find(units, scope, session, candidates=self.keep_requests, chain=chain)
             parent = conversation.latest if conversation is not None else None
             if conversation is None:
                 conversation = book.start(scope, session, observed)
@@ -449,12 +360,11 @@ class CacheDiagnostics:
     def _judge(self, call: _Call, parent: Observed, tokens: list[int], verdict: _Verdict) -> None:
         """Fill `verdict` for a call whose conversation has an earlier request."""
         units, sent, usage = call.units, parent.units, call.usage
-        matched = 0
-        while matched < min(len(units), len(sent)) and units[matched].exact == sent[matched].exact:
+        limit, matched = min(len(units), len(sent)), 0
+        # (units of the same message are the same object: its facts keep it)
+        while matched < limit and (units[matched] is sent[matched] or units[matched].exact == sent[matched].exact):
             matched += 1
         verdict.expected = sum(tokens[:matched])
-        sent_normalized = {u.normalized for u in sent}
-        verdict.potential = sum(t for u, t in zip(units, tokens, strict=True) if u.normalized in sent_normalized)
         branched = len(units) < parent.stable_units and not any(
             u.text.startswith("assistant\x1f") for u in units[matched:]
         )
@@ -463,6 +373,8 @@ class CacheDiagnostics:
             verdict.detail = f"a new branch sharing the first {matched - 1} message(s) of an earlier conversation"
             return
         if matched < min(len(units), parent.stable_units):  # the break is inside the previous prefix
+            sent_normalized = {u.normalized for u in sent}
+            verdict.potential = sum(t for u, t in zip(units, tokens, strict=True) if u.normalized in sent_normalized)
             verdict.prefix_chars = sum(u.chars for u in units[:matched])
             self._classify(call, parent, matched, verdict)
             return

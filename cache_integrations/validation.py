@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel
 
+from ._memo import MessageFacts, facts_of
 from .errors import CacheIntegrationsError, ConfigurationError, InvalidRequestError
 from .messages import ChatRequest, ImagePart, Message, TextPart, ToolDefinition
 
@@ -186,11 +187,15 @@ def _message_fields(message: Message, where: str) -> Iterable[tuple[Any, str]]:
             yield call.raw_arguments, f"{call_where}.raw_arguments"
 
 
-def _check_messages(messages: Sequence[Message]) -> None:
-    for i, message in enumerate(messages):
+def _check_messages(messages: Sequence[Message], facts: Sequence[MessageFacts] | None = None) -> None:
+    """Every message's text encodes as UTF-8; a message checked once is not checked again (`facts`)."""
+    for i, (message, known) in enumerate(zip(messages, facts or facts_of(messages), strict=True)):
+        if known.valid:
+            continue
         for value, where in _message_fields(message, f"messages[{i}]"):
             if found := _bad_text(value, where):
                 _raise_bad_text(found)
+        known.valid = True
 
 
 # -- tools -----------------------------------------------------------------------------------------
@@ -233,13 +238,15 @@ def check_tools(tools: Sequence[ToolDefinition]) -> None:
 # -- the request -----------------------------------------------------------------------------------
 
 
-def validate_request(request: ChatRequest, limits: SamplingLimits) -> None:
-    """Check a request against the provider's `limits`; raises `InvalidRequestError` naming the field."""
+def validate_request(request: ChatRequest, limits: SamplingLimits, facts: Sequence[MessageFacts] | None = None) -> None:
+    """Check a request against the provider's `limits`; raises `InvalidRequestError` naming the field.
+
+    `facts` are the messages' `MessageFacts` when the caller has them (each message is checked once)."""
     _check_sampling(limits, request.temperature, request.top_p, request.max_tokens, InvalidRequestError)
     if found := _bad_text(request.model, "model"):
         _raise_bad_text(found)
     check_tools(request.tools)
-    _check_messages(request.messages)
+    _check_messages(request.messages, facts)
     for i, stop in enumerate(request.stop):
         if not isinstance(stop, str):
             raise InvalidRequestError(f"stop[{i}]: expected a string, got {stop!r}")

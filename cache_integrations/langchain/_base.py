@@ -52,6 +52,7 @@ from ._convert import (
 )
 from ._foreign import session_from_metadata
 from ._observe import annotate
+from .callbacks import hand_over
 
 __all__ = ["CachingChatModel"]
 
@@ -213,6 +214,18 @@ class CachingChatModel(BaseChatModel):
             extra={**self._extra_body(), **self.model_kwargs, **kw},
         )
 
+    def _built(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> ChatRequest:
+        """The request for this run, handed to the run's cache usage handlers (they never convert again)."""
+        request = self._build_request(messages, stop, kwargs)
+        hand_over(run_manager, request, layout=self.cache_friendly_layout)
+        return request
+
     def _observe(
         self, request: ChatRequest, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
     ) -> CallObservation:
@@ -228,7 +241,7 @@ class CachingChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._resolve(self._build_request(messages, stop, kwargs))
+        request = self._resolve(self._built(messages, stop, kwargs, run_manager))
         obs = self._observe(request, run_manager)
         try:
             with obs.active():
@@ -247,7 +260,7 @@ class CachingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = await self._aresolve(self._build_request(messages, stop, kwargs))
+        request = await self._aresolve(self._built(messages, stop, kwargs, run_manager))
         obs = self._observe(request, run_manager)
         try:
             with obs.active():
@@ -274,7 +287,7 @@ class CachingChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        request = self._resolve(self._build_request(messages, stop, kwargs))
+        request = self._resolve(self._built(messages, stop, kwargs, run_manager))
         provider = self._client.price_provider
         obs = self._observe(request, run_manager)
         for chunk, facts in observed_stream(obs, self._client.stream(request, layout=self.cache_friendly_layout)):
@@ -291,7 +304,7 @@ class CachingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        request = await self._aresolve(self._build_request(messages, stop, kwargs))
+        request = await self._aresolve(self._built(messages, stop, kwargs, run_manager))
         provider = self._client.price_provider
         obs = self._observe(request, run_manager)
         chunks = self._client.astream(request, layout=self.cache_friendly_layout)

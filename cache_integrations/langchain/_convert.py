@@ -7,7 +7,8 @@ block's ``extras`` or in ``additional_kwargs``) become cache points.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import (
@@ -23,6 +24,7 @@ from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, Us
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from .._memo import Memo, Unfreezable, freeze, register
 from ..errors import InvalidRequestError
 from ..layout import canonical_json
 from ..messages import (
@@ -127,31 +129,74 @@ def _role_of(message: BaseMessage, where: str) -> Role:
     )
 
 
+def _message(m: BaseMessage, i: int) -> Message:
+    where = f"messages[{i}]"
+    if not isinstance(m, BaseMessage):
+        raise InvalidRequestError(f"{where}: expected a LangChain BaseMessage, got {type(m).__name__}")
+    role = _role_of(m, where)
+    content, cache_point, block_reasoning = _content(m.content, where, role)
+    cache_point = cache_point or "cache_control" in m.additional_kwargs
+    if role == "assistant":
+        reasoning = m.additional_kwargs.get("reasoning_content") or block_reasoning
+        calls = _tool_calls_from_ai(m) if isinstance(m, AIMessage) else ()
+        return Message("assistant", content, tool_calls=calls, reasoning=reasoning, cache_point=cache_point)
+    if role == "tool":
+        tool_call_id = getattr(m, "tool_call_id", None)
+        if not tool_call_id:
+            raise InvalidRequestError(f"{where}: a tool message needs the tool_call_id it answers")
+        return Message("tool", content, tool_call_id=tool_call_id, cache_point=cache_point)
+    name = m.name if role == "user" else None
+    return Message(role, content, name=name, cache_point=cache_point)
+
+
+# Converted messages by what the conversion reads (class, role, content, name, additional_kwargs, tool calls),
+# so a history converts each distinct message once, whether the caller keeps its message objects or rebuilds
+# them (a checkpointer's deserialized state): a message changed in place has a new key.
+_CONVERTED: Memo[Hashable, Message] = Memo("LangChain messages", max_entries=100_000, max_weight=32 * 1024 * 1024)
+register(_CONVERTED)
+
+
+def _key(m: BaseMessage) -> Hashable | None:
+    """What the conversion of `m` depends on, as a key; None when some of it cannot be one."""
+    try:
+        extra = freeze(m.additional_kwargs) if m.additional_kwargs else None
+        content = m.content if type(m.content) is str else freeze(m.content)
+        if isinstance(m, AIMessage):
+            calls = freeze(m.tool_calls) if m.tool_calls else None
+            invalid = freeze(m.invalid_tool_calls) if m.invalid_tool_calls else None
+            return (AIMessage, type(m), content, extra, calls, invalid)
+        if isinstance(m, ToolMessage):
+            return (ToolMessage, type(m), content, extra, m.tool_call_id)
+        role = m.role if isinstance(m, ChatMessage) else None
+        return (type(m), role, content, extra, m.name)
+    except Unfreezable:
+        return None
+
+
+def _weight(message: Message) -> int:
+    content = message.content
+    return 128 + (len(content) if isinstance(content, str) else 64 * len(content))
+
+
 def messages_from_langchain(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
-    """LangChain messages to neutral messages, in order; raises on anything it cannot carry."""
+    """LangChain messages to neutral messages, in order; raises on anything it cannot carry.
+
+    Each distinct message is converted once (memoized by its content) and the same neutral `Message`
+    returned afterwards, so the core's per-message memos hit too.
+    """
     if not messages:
         raise InvalidRequestError("messages: at least one message is required, got an empty list")
-    out: list[Message] = []
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(m, BaseMessage):
-            raise InvalidRequestError(f"{where}: expected a LangChain BaseMessage, got {type(m).__name__}")
-        role = _role_of(m, where)
-        content, cache_point, block_reasoning = _content(m.content, where, role)
-        cache_point = cache_point or "cache_control" in m.additional_kwargs
-        if role == "assistant":
-            reasoning = m.additional_kwargs.get("reasoning_content") or block_reasoning
-            calls = _tool_calls_from_ai(m) if isinstance(m, AIMessage) else ()
-            out.append(Message("assistant", content, tool_calls=calls, reasoning=reasoning, cache_point=cache_point))
-        elif role == "tool":
-            tool_call_id = getattr(m, "tool_call_id", None)
-            if not tool_call_id:
-                raise InvalidRequestError(f"{where}: a tool message needs the tool_call_id it answers")
-            out.append(Message("tool", content, tool_call_id=tool_call_id, cache_point=cache_point))
-        else:
-            name = m.name if role == "user" else None
-            out.append(Message(role, content, name=name, cache_point=cache_point))
-    return tuple(out)
+    keys = [_key(m) if isinstance(m, BaseMessage) else None for m in messages]
+    found: list[Message | None] = _CONVERTED.get_many(keys)  # a None key is never stored: a miss
+    new: list[tuple[Hashable, Message, int]] = []
+    for i, message in enumerate(found):
+        if message is None:
+            message = found[i] = _message(messages[i], i)
+            if (key := keys[i]) is not None:
+                new.append((key, message, _weight(message)))
+    if new:
+        _CONVERTED.put_many(new)
+    return tuple(found)  # type: ignore[arg-type]  # every None was replaced
 
 
 USAGE_UNKNOWN_KEY = "usage_unknown"
@@ -164,8 +209,11 @@ SIGNATURES_KEY = "tool_call_signatures"
 
 def _tool_calls_from_ai(m: AIMessage) -> tuple[ToolCall, ...]:
     signatures = m.additional_kwargs.get(SIGNATURES_KEY) or {}
+    # The arguments are copied: the neutral message is remembered, and the caller may change its own dict later.
     calls = [
-        ToolCall(tc.get("id") or "", tc["name"], tc.get("args") or {}, signature=signatures.get(tc.get("id")))
+        ToolCall(
+            tc.get("id") or "", tc["name"], copy.deepcopy(tc.get("args") or {}), signature=signatures.get(tc.get("id"))
+        )
         for tc in m.tool_calls
     ]
     # Invalid calls are part of the conversation the model saw: replay them as they were.

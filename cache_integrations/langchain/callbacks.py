@@ -45,24 +45,55 @@ class _Request:
     scope: str | None
 
 
-def _request_of(
-    messages: Sequence[BaseMessage], params: Mapping[str, Any], metadata: Mapping[str, Any]
-) -> _Request | None:
-    """The request as the model will send it (after its layout step, when it has one)."""
-    try:
-        neutral = messages_from_langchain(messages)
-        tools = tuple(tool_from_langchain(t) for t in params.get("tools") or ())
-    except InvalidRequestError:
-        return None  # a model that takes input the core cannot represent: no diagnosis for it
-    model = str(params.get("model") or params.get("model_name") or "unknown")
-    if params.get("cache_friendly_layout"):
-        laid_out = apply_layout(ChatRequest(model, neutral, tools))
-        neutral, tools = laid_out.messages, laid_out.tools
-    session = session_from_metadata(metadata)
-    # This package's models put an opaque id of their credential and endpoint in their invocation
-    # params, so tenants sharing a prompt are never diagnosed as one conversation.
-    scope = params.get("credential_scope")
-    return _Request(model, neutral, tools, session, scope if isinstance(scope, str) else None)
+@dataclass(slots=True)
+class _Pending:
+    """A chat model run in flight: what its start said, and the request the model built (when it says)."""
+
+    messages: Sequence[BaseMessage]
+    params: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+    built: ChatRequest | None = None
+    layout: bool = False
+
+    def request(self) -> _Request | None:
+        """The request as the model sent it (after its layout step, when it has one).
+
+        This package's models hand over the request they built (`accept_request`), so nothing is converted
+        twice; other models' messages are converted here, once the call has ended."""
+        params = self.params
+        built, layout = self.built, self.layout
+        if built is None:
+            try:
+                neutral = messages_from_langchain(self.messages)
+                tools = tuple(tool_from_langchain(t) for t in params.get("tools") or ())
+            except InvalidRequestError:
+                return None  # a model that takes input the core cannot represent: no diagnosis for it
+            built = ChatRequest(str(params.get("model") or params.get("model_name") or "unknown"), neutral, tools)
+            layout = bool(params.get("cache_friendly_layout"))
+        if layout:
+            built = apply_layout(built)
+        # This package's models put an opaque id of their credential and endpoint in their invocation
+        # params, so tenants sharing a prompt are never diagnosed as one conversation.
+        scope = params.get("credential_scope")
+        return _Request(
+            built.model,
+            built.messages,
+            built.tools,
+            session_from_metadata(self.metadata),
+            scope if isinstance(scope, str) else None,
+        )
+
+
+_MAX_PENDING = 10_000  # runs remembered between their start and end (bounded: a run that never ends is dropped)
+
+
+def hand_over(run_manager: Any, request: ChatRequest, *, layout: bool) -> None:
+    """Give the request a model of this package built to every `CacheUsageCallbackHandler` of the run."""
+    if run_manager is None:
+        return
+    for handler in run_manager.handlers:
+        if isinstance(handler, CacheUsageCallbackHandler):
+            handler.accept_request(run_manager.run_id, request, layout=layout)
 
 
 __all__ = ["CacheUsageCallbackHandler", "get_cache_usage_callback"]
@@ -99,7 +130,7 @@ class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
             self.diagnostics = CacheDiagnostics(trace=trace, trace_prompts=trace_prompts, prices=prices)
         else:
             self.diagnostics = None
-        self._requests: dict[UUID, _Request] = {}
+        self._pending: dict[UUID, _Pending] = {}
         self._lock = threading.Lock()
 
     def on_chat_model_start(
@@ -113,18 +144,28 @@ class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
     ) -> None:
         if self.diagnostics is None or len(messages) != 1:
             return
-        request = _request_of(messages[0], kwargs.get("invocation_params") or {}, metadata or {})
-        if request is not None:
-            with self._lock:
-                self._requests[run_id] = request
+        pending = _Pending(messages[0], kwargs.get("invocation_params") or {}, metadata or {})
+        with self._lock:
+            if len(self._pending) >= _MAX_PENDING:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[run_id] = pending
+
+    def accept_request(self, run_id: UUID, request: ChatRequest, *, layout: bool) -> None:
+        """The request the run's model built from its messages (before its layout step when `layout`):
+        diagnosed at the run's end instead of converting the messages again."""
+        with self._lock:
+            pending = self._pending.get(run_id)
+        if pending is not None:
+            pending.built, pending.layout = request, layout
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
-            self._requests.pop(run_id, None)
+            self._pending.pop(run_id, None)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID | None = None, **kwargs: Any) -> None:
         with self._lock:
-            request = self._requests.pop(run_id, None) if run_id is not None else None
+            pending = self._pending.pop(run_id, None) if run_id is not None else None
+        request = pending.request() if pending is not None else None
         for generations in response.generations:
             for gen in generations:
                 message = gen.message if isinstance(gen, ChatGeneration) else None

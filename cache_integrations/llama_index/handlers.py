@@ -46,6 +46,7 @@ from ..reports import CallReports
 from ..strategies import session_from_metadata
 from ..usage import Usage, as_mapping, usage_from_mapping, with_cache_booking
 from ._convert import messages_from_llama_index, tool_from_llama_index
+from ._handoff import current_span, listen, take
 
 __all__ = [
     "CacheUsageHandler",
@@ -126,15 +127,39 @@ def model_and_provider(response: Any, model_dict: Mapping[str, Any] | None) -> t
     return (model if isinstance(model, str) and model else "unknown"), provider
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _InFlight:
     """What a start event said about a call, kept until its end event."""
 
     model_dict: Mapping[str, Any] | None
-    messages: tuple[Message, ...] | None
-    tools: tuple[ToolDefinition, ...]
+    raw_messages: Any
+    extra: Mapping[str, Any] | None
     session: str | None
     scope: str | None = None
+    span: str | None = None
+
+    def request(self) -> tuple[tuple[Message, ...], tuple[ToolDefinition, ...]] | None:
+        """(messages, tools) as the LLM sent them, laid out the way it lays them out; None for a completion
+        call or input the core cannot represent.
+
+        This package's LLMs publish the request they built for the call's span, so nothing is converted twice;
+        other LLMs' messages are converted here, once the call has ended."""
+        built = take(self.span)
+        if built is not None:
+            request, layout = built
+        else:
+            if not self.raw_messages:
+                return None
+            try:
+                neutral = messages_from_llama_index(self.raw_messages)
+                tools = tuple(tool_from_llama_index(t) for t in (self.extra or {}).get("tools") or ())
+            except (InvalidRequestError, TypeError, ValueError):
+                return None  # input the core cannot represent: no diagnosis for this call
+            request = ChatRequest(str((self.model_dict or {}).get("model_name")), neutral, tools)
+            layout = bool((self.model_dict or {}).get("cache_friendly_layout"))
+        if layout:
+            request = apply_layout(request)
+        return request.messages, request.tools
 
 
 def _in_flight(
@@ -142,24 +167,14 @@ def _in_flight(
     messages: Any,
     extra: Mapping[str, Any] | None,
     tags: Mapping[str, Any] | None,
+    span: str | None,
 ) -> _InFlight:
-    """A start event's request in the core's terms, laid out the way the LLM will send it."""
-    neutral: tuple[Message, ...] | None = None
-    tools: tuple[ToolDefinition, ...] = ()
-    if messages:
-        try:
-            neutral = messages_from_llama_index(messages)
-            tools = tuple(tool_from_llama_index(t) for t in (extra or {}).get("tools") or ())
-        except (InvalidRequestError, TypeError, ValueError):
-            neutral, tools = None, ()  # input the core cannot represent: no diagnosis for this call
-        if neutral is not None and (model_dict or {}).get("cache_friendly_layout"):
-            laid_out = apply_layout(ChatRequest(str((model_dict or {}).get("model_name")), neutral, tools))
-            neutral, tools = laid_out.messages, laid_out.tools
+    """A start event's call: its messages are only converted at its end, and only if its LLM did not say."""
     session = session_from_metadata(tags)
     # This package's LLMs put an opaque id of their credential and endpoint in their event payload,
     # so tenants sharing a prompt are never diagnosed as one conversation.
     scope = (model_dict or {}).get("credential_scope")
-    return _InFlight(model_dict, neutral, tools, session, scope if isinstance(scope, str) else None)
+    return _InFlight(model_dict, messages, extra, session, scope if isinstance(scope, str) else None, span)
 
 
 class _Recorder:
@@ -176,6 +191,8 @@ class _Recorder:
             self.diagnostics = CacheDiagnostics(trace=trace, prices=prices) if diagnostics else None
         self._lock = threading.Lock()
         self._items: dict[str, _InFlight] = {}
+        if self.diagnostics is not None:
+            listen(self)
 
     def start(self, key: str | None, call: _InFlight) -> None:
         if not key:
@@ -193,11 +210,12 @@ class _Recorder:
             return None
         model, provider = model_and_provider(response, call.model_dict if call else None)
         diagnosis = None
-        if self.diagnostics is not None and call is not None and call.messages is not None and usage is not None:
+        sent = call.request() if self.diagnostics is not None and call is not None and usage is not None else None
+        if self.diagnostics is not None and call is not None and sent is not None and usage is not None:
             diagnosis = self.diagnostics.observe(
                 model=model,
-                messages=call.messages,
-                tools=call.tools,
+                messages=sent[0],
+                tools=sent[1],
                 usage=usage,
                 provider=provider,
                 session=call.session,
@@ -249,10 +267,11 @@ class CacheUsageHandler(CallReports, BaseEventHandler):
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         if isinstance(event, LLMChatStartEvent):
             self._recorder.start(
-                event.span_id, _in_flight(event.model_dict, event.messages, event.additional_kwargs, event.tags)
+                event.span_id,
+                _in_flight(event.model_dict, event.messages, event.additional_kwargs, event.tags, event.span_id),
             )
         elif isinstance(event, LLMCompletionStartEvent):
-            self._recorder.start(event.span_id, _in_flight(event.model_dict, None, None, event.tags))
+            self._recorder.start(event.span_id, _in_flight(event.model_dict, None, None, event.tags, None))
         elif isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)):
             self._recorder.end(event.span_id, event.response)
 
@@ -367,6 +386,7 @@ class CachedTokenCountingHandler(CallReports, TokenCountingHandler):
                 payload.get(EventPayload.MESSAGES),
                 payload.get(EventPayload.ADDITIONAL_KWARGS),
                 None,
+                current_span(),
             )
             self._recorder.start(event_id, call)
         return super().on_event_start(event_type, payload, event_id, parent_id, **kwargs)

@@ -79,6 +79,7 @@ from ._convert import (
     parse_tool_kwargs,
     tool_from_llama_index,
 )
+from ._handoff import publish
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -233,7 +234,7 @@ class CachingLLM(FunctionCallingLLM):
         tools = tuple(tool_from_llama_index(t) for t in kw.pop("tools", None) or ())
         tool_choice = tool_choice_from_spec(kw.pop("tool_choice", None), [t.name for t in tools])
         stop = kw.pop("stop", None)
-        return ChatRequest(
+        request = ChatRequest(
             model=kw.pop("model", None) or self.model,
             messages=messages_from_llama_index(messages),
             tools=tools,
@@ -245,6 +246,8 @@ class CachingLLM(FunctionCallingLLM):
             response_format=kw.pop("response_format", None),
             extra={**self._extra_body(), **self.additional_kwargs, **kw},
         )
+        publish(request, layout=self.cache_friendly_layout)  # the call's cache usage handlers never convert again
+        return request
 
     # -- the private, undecorated implementations -------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from .._memo import MessageFacts, chain_of, facts_of
 from ..errors import (
     InsufficientBalanceError,
     InvalidRequestError,
@@ -27,7 +28,7 @@ from ..errors import (
     ProviderError,
     ServerError,
 )
-from ..layout import PrefixFingerprints, apply_layout, canonical_json
+from ..layout import PrefixFingerprints, apply_layout, canonical_json, layout_order, stable_prefix_length
 from ..media import as_media_part, part_mime_type, read_media
 from ..messages import (
     ChatRequest,
@@ -220,17 +221,18 @@ def encode_request(request: ChatRequest, *, stream: bool, layout: bool = True) -
     JSON value is canonical either way, so only the ordering differs when it is off.
     """
     _validate(request)
-    validate_request(request, GLM_LIMITS)
+    facts = facts_of(request.messages)
+    validate_request(request, GLM_LIMITS, facts)
     if layout:
-        request = apply_layout(request)
+        laid_out = apply_layout(request)
+        if laid_out.messages is not request.messages:
+            facts = [facts[i] for i in layout_order(request.messages)]
+        request = laid_out
     head: dict[str, Any] = {"model": request.model}
     if request.tools:
         head["tools"] = [_encode_tool(t) for t in request.tools]
     header = canonical_json(head, what="tools")
-    segments = [
-        canonical_json(_encode_message(m, i, request.model), what=f"messages[{i}]").encode()
-        for i, m in enumerate(request.messages)
-    ]
+    segments = [_segment(m, f, i, request.model) for i, (m, f) in enumerate(zip(request.messages, facts, strict=True))]
     params: dict[str, Any] = {}
     if request.tool_choice is not None:
         params["tool_choice"] = _encode_tool_choice(request.tool_choice)
@@ -268,7 +270,24 @@ def encode_request(request: ChatRequest, *, stream: bool, layout: bool = True) -
             b"," + tail[1:].encode() if len(tail) > 2 else b"}",
         )
     )
-    return EncodedRequest(body, PrefixFingerprints.of(header.encode(), segments, request.messages), request.model)
+    chain = tuple(chain_of(header.encode(), segments))
+    return EncodedRequest(body, PrefixFingerprints(chain, stable_prefix_length(request.messages)), request.model)
+
+
+def _segment(message: Message, facts: MessageFacts, index: int, model: str) -> bytes:
+    """A message's canonical JSON, encoded once per distinct message (and model, for one with media: which
+    media GLM takes depends on the model)."""
+    known = facts.glm
+    if type(known) is bytes:
+        return known
+    if known is not None and known[0] == model:
+        return bytes(known[1])
+    segment = canonical_json(_encode_message(message, index, model), what=f"messages[{index}]").encode()
+    has_media = not isinstance(message.content, str) and any(
+        isinstance(p, (ImagePart, MediaPart)) for p in message.content
+    )
+    facts.glm = (model, segment) if has_media else segment
+    return segment
 
 
 def tool_call_from_wire(call_id: str, name: str, arguments: Any) -> ToolCall:

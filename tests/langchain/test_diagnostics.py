@@ -274,13 +274,13 @@ def test_a_one_shot_question_after_a_chat_is_a_new_branch_not_a_miss(
 
 
 def test_a_repeated_prefix_is_masked_once_not_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cache_integrations import diagnostics as module
+    from cache_integrations import _units as module
     from cache_integrations.messages import Message
     from cache_integrations.usage import Usage
 
     masked: list[str] = []
-    real = module._mask
-    monkeypatch.setattr(module, "_mask", lambda text: masked.append(text) or real(text))
+    real = module.mask
+    monkeypatch.setattr(module, "mask", lambda text: masked.append(text) or real(text))
     diag = CacheDiagnostics(warn=False)
     for i in range(5):
         diag.observe(
