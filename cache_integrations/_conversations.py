@@ -51,10 +51,10 @@ class Observed:
     chain: tuple[str, ...] = ()
     """`lineage_chain(units)`: the fingerprint of each normalized prefix (the lineage index's keys)."""
 
-    def index_keys(self) -> set[str]:
+    def index_keys(self) -> tuple[str, ...]:
         """The prefixes a later request finds this one by: its first message, its stable prefix, the whole."""
-        chain = self.chain
-        return {chain[k] for k in (1, self.stable_units - 1, len(chain) - 1) if 0 < k < len(chain)}
+        chain, n = self.chain, len(self.chain)
+        return tuple(chain[k] for k in {1, self.stable_units - 1, n - 1} if 0 < k < n)
 
 
 @dataclass(slots=True)

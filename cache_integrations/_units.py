@@ -55,8 +55,15 @@ def find_volatile(text: str) -> list[tuple[str, int, str]]:
     return sorted(found, key=lambda f: f[1])
 
 
+# Every volatile pattern needs a digit, a run of eight hex characters or a request-id keyword: text with none of
+# them has nothing to mask (one scan instead of eight).
+_MAYBE_VOLATILE = re.compile(r"\d|[0-9a-fA-F]{8}|req|trace|session|run", re.I)
+
+
 def mask(text: str) -> str:
     """`text` with every volatile value replaced by its kind (``<timestamp>`` ...)."""
+    if not _MAYBE_VOLATILE.search(text):
+        return text
     for kind, pattern in _VOLATILE_PATTERNS:
         text = pattern.sub(f"<{kind}>", text)
     return text
@@ -97,9 +104,17 @@ def _unit(text: str) -> Unit:
     return Unit(exact, normalized, len(text), text)
 
 
+_HEADS: Memo[str, Unit] = Memo("model and tools units", max_entries=1024, max_weight=16 * 1024 * 1024)
+register(_HEADS)
+
+
 def units_of(model: str, messages: Sequence[Message], tools: Sequence[ToolDefinition]) -> tuple[Unit, ...]:
     """The units of a request: model and tools, then each message's (computed once per distinct message)."""
-    head = _unit(canonical_json([model, [[t.name, t.description, dict(t.parameters)] for t in tools]]))
+    text = canonical_json([model, [[t.name, t.description, dict(t.parameters)] for t in tools]])
+    head = _HEADS.get(text)
+    if head is None:
+        head = _unit(text)
+        _HEADS.put(text, head, len(text) + 256)
     out = [head]
     for message, facts in zip(messages, facts_of(messages), strict=True):
         unit = facts.unit
