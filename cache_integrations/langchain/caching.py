@@ -41,6 +41,7 @@ from ._foreign import (
     detect_provider,
     session_from_metadata,
 )
+from ._gemini_foreign import cache_use_chunk, result_with_cache_use
 
 __all__ = ["PromptCachingChatModel", "with_prompt_caching"]
 
@@ -89,18 +90,40 @@ class PromptCachingChatModel(BaseChatModel):
     def coordinator(self) -> CachingCoordinator:
         return self._coordinator
 
-    def _prepare(
+    @classmethod
+    def sharing(cls, bound: BaseChatModel, coordinator: CachingCoordinator) -> PromptCachingChatModel:
+        """`bound` wrapped with an existing coordinator (a middleware's: its strategies, caches and learning)."""
+        wrapped = cls(bound=bound, warmup=False, profile=bound.profile)
+        wrapped._coordinator = coordinator
+        return wrapped
+
+    def _call(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
-    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+    ) -> ForeignCall:
         settings = dict(kwargs)
         tools = settings.pop("tools", None)
         session = session_from_metadata(metadata) if metadata is not None else _SESSION.get()
-        call = ForeignCall((), tuple(messages), tuple(tools or ()), settings, session)
-        prepared = self._coordinator.prepare(self.bound, call)
+        return ForeignCall((), tuple(messages), tuple(tools or ()), settings, session)
+
+    @staticmethod
+    def _args(prepared: PreparedCall) -> tuple[list[BaseMessage], dict[str, Any]]:
+        """The messages and keyword arguments to call the wrapped model with."""
         out = dict(prepared.call.settings)
-        if tools is not None:
+        if prepared.call.tools:
             out["tools"] = list(prepared.call.tools)
-        return prepared, list(prepared.call.messages), out
+        return list(prepared.call.messages), out
+
+    def _prepare(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
+    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+        prepared = self._coordinator.prepare(self.bound, self._call(messages, kwargs, metadata))
+        return (prepared, *self._args(prepared))
+
+    async def _aprepare(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
+    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+        prepared = await self._coordinator.aprepare(self.bound, self._call(messages, kwargs, metadata))
+        return (prepared, *self._args(prepared))
 
     # -- the run's session reaches `_stream` ----------------------------------------------------------
 
@@ -159,9 +182,16 @@ class PromptCachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
-        result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+        try:
+            result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+        except Exception as exc:  # a vanished explicit cache: recreated (or dropped) and retried once, invisibly
+            retry = self._coordinator.recover(prepared, exc)
+            if retry is None:
+                raise
+            prepared, (msgs, kw) = retry, self._args(retry)
+            result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
         self._coordinator.observe(prepared, result.generations[0].message if result.generations else None)
-        return result
+        return result_with_cache_use(result, prepared.cache_use)
 
     async def _agenerate(
         self,
@@ -170,10 +200,17 @@ class PromptCachingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
-        result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+        prepared, msgs, kw = await self._aprepare(messages, kwargs, run_manager.metadata if run_manager else None)
+        try:
+            result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+        except Exception as exc:
+            retry = await self._coordinator.arecover(prepared, exc)
+            if retry is None:
+                raise
+            prepared, (msgs, kw) = retry, self._args(retry)
+            result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
         self._coordinator.observe(prepared, result.generations[0].message if result.generations else None)
-        return result
+        return result_with_cache_use(result, prepared.cache_use)
 
     def _stream_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         # Cached tokens are reported in usage: ask models that stream usage only on request (ChatOpenAI and
@@ -191,10 +228,25 @@ class PromptCachingChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         kwargs = self._stream_kwargs(kwargs)
         prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
+        chunks = self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw)
+        try:  # a vanished cache fails the stream when it opens, before any output: retried once, invisibly
+            first = next(chunks, None)
+        except Exception as exc:
+            retry = self._coordinator.recover(prepared, exc)
+            if retry is None:
+                raise
+            prepared, (msgs, kw) = retry, self._args(retry)
+            chunks = self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw)
+            first = next(chunks, None)
         usage: UsageMetadata | None = None
-        for chunk in self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw):
+        if first is not None:
+            usage = _add(usage, first.message)
+            yield first
+        for chunk in chunks:
             usage = _add(usage, chunk.message)
             yield chunk
+        if (use := prepared.cache_use) is not None:
+            yield cache_use_chunk(use)
         self._coordinator.observe(prepared, AIMessage(content="", usage_metadata=usage) if usage else None)
 
     async def _astream(
@@ -205,11 +257,26 @@ class PromptCachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         kwargs = self._stream_kwargs(kwargs)
-        prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
+        prepared, msgs, kw = await self._aprepare(messages, kwargs, run_manager.metadata if run_manager else None)
+        chunks = self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw)
+        try:
+            first = await anext(chunks, None)
+        except Exception as exc:
+            retry = await self._coordinator.arecover(prepared, exc)
+            if retry is None:
+                raise
+            prepared, (msgs, kw) = retry, self._args(retry)
+            chunks = self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw)
+            first = await anext(chunks, None)
         usage: UsageMetadata | None = None
-        async for chunk in self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw):
+        if first is not None:
+            usage = _add(usage, first.message)
+            yield first
+        async for chunk in chunks:
             usage = _add(usage, chunk.message)
             yield chunk
+        if (use := prepared.cache_use) is not None:
+            yield cache_use_chunk(use)
         self._coordinator.observe(prepared, AIMessage(content="", usage_metadata=usage) if usage else None)
 
     # -- batch warm-up -----------------------------------------------------------------------------

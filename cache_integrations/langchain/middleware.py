@@ -10,6 +10,12 @@ class, `_get_ls_params()` and base URL): OpenAI gets a `prompt_cache_key` per th
 order, Anthropic gets breakpoints, Gemini an explicit cache; unknown models keep their request apart from the
 tool order, with one debug line. This package's own models (`ChatGLM`, `ChatGemini`) and models already
 wrapped with `with_prompt_caching` are passed through: they cache by themselves.
+
+A Gemini model (`ChatGoogleGenerativeAI`) is swapped for its `with_prompt_caching` wrapper (sharing this
+middleware's strategies) rather than having its request rewritten: the explicit cache must hold exactly the tools
+the agent binds (structured-output tools included, added after the middleware ran), a cache that vanished is
+retried inside the model call (no error reaches the agent or the callbacks), and the answer the callbacks see
+carries the cache's writes and storage, so the usage handler books them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from ..errors import ConfigurationError
 from ._base import CachingChatModel
-from ._foreign import CachingCoordinator, ForeignCall, PreparedCall, session_from_metadata
+from ._foreign import CachingCoordinator, ForeignCall, PreparedCall, detect_provider, session_from_metadata
 from .caching import PromptCachingChatModel
 
 try:
@@ -32,6 +38,9 @@ except ImportError as exc:  # pragma: no cover - the langchain extra is missing
     ) from exc
 
 __all__ = ["PromptCachingMiddleware"]
+
+# Providers whose strategy works inside the model call (see the module docstring): their models are wrapped.
+_WRAPPED_PROVIDERS = frozenset(("google",))
 
 
 def _thread_session() -> str | None:
@@ -73,6 +82,8 @@ class PromptCachingMiddleware(AgentMiddleware):
     def _prepare(self, request: ModelRequest) -> tuple[PreparedCall | None, ModelRequest]:
         if isinstance(request.model, CachingChatModel | PromptCachingChatModel):
             return None, request  # caches by itself
+        if (self._coordinator.provider or detect_provider(request.model)) in _WRAPPED_PROVIDERS:
+            return None, request.override(model=PromptCachingChatModel.sharing(request.model, self._coordinator))
         system = (request.system_message,) if request.system_message is not None else ()
         call = ForeignCall(
             system, tuple(request.messages), tuple(request.tools), dict(request.model_settings), _thread_session()
