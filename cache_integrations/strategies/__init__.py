@@ -40,6 +40,7 @@ from .gemini import (
     gemini_endpoint,
     gemini_options,
     tool_choice_from_gemini_config,
+    tools_from_gemini,
 )
 from .implicit import ImplicitPrefixStrategy, prompt_cache_key_for
 from .warmup import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
@@ -71,6 +72,7 @@ __all__ = [
     "provider_from_hints",
     "strategy_for",
     "tool_choice_from_gemini_config",
+    "tools_from_gemini",
 ]
 
 

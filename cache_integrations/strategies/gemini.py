@@ -35,7 +35,7 @@ from ..errors import CachedContentNotFoundError, ConfigurationError
 from ..explicit import CacheDecision, CacheRegistry, ExplicitCacheManager, _forksafe, registry_from_spec
 from ..gemini_models import explicit_caching_supported, normalize_gemini_model
 from ..layout import layout_order, tool_order
-from ..messages import ChatRequest, ForcedTool, ToolChoice, tool_choice_from_spec
+from ..messages import ChatRequest, ForcedTool, ToolChoice, ToolDefinition, tool_choice_from_spec
 from ..providers.gemini import GeminiProvider
 from ..usage import Usage
 from .base import CachePlan, CallContext
@@ -48,6 +48,7 @@ __all__ = [
     "gemini_endpoint",
     "gemini_options",
     "tool_choice_from_gemini_config",
+    "tools_from_gemini",
 ]
 
 GEMINI_OPTIONS: tuple[str, ...] = ("cache_mode", "cache_ttl", "cache_registry")
@@ -156,6 +157,42 @@ def tool_choice_from_gemini_config(config: Any, tool_names: list[str]) -> ToolCh
     if mode not in ("AUTO", "ANY", "NONE"):
         raise ValueError(f"tool_config: mode {mode!r} cannot be cached")
     return tool_choice_from_spec({"AUTO": "auto", "ANY": "required", "NONE": "none"}[mode], tool_names)
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(exclude_none=True, mode="json") if hasattr(value, "model_dump") else value
+
+
+def tools_from_gemini(tools: Any) -> tuple[ToolDefinition, ...]:
+    """Gemini tools (google-genai ``types.Tool`` objects or dicts, snake or camel case) as neutral definitions, so
+    a cache can hold them. Function declarations only; raises `ValueError` for a built-in tool (Google Search,
+    code execution) or a declaration without a JSON schema."""
+    out: list[ToolDefinition] = []
+    for tool in tools or ():
+        declarations = getattr(tool, "function_declarations", None)
+        if declarations is None and isinstance(tool, Mapping):
+            declarations = _get(tool, "function_declarations")
+        other = _plain(tool)
+        if not declarations or (isinstance(other, Mapping) and len([v for v in other.values() if v]) > 1):
+            raise ValueError("tools: only function declarations can be cached")
+        for declaration in declarations:
+            plain = _plain(declaration)
+            if not isinstance(plain, Mapping) or not plain.get("name"):
+                raise ValueError("tools: a function declaration without a name")
+            schema = _get(plain, "parameters_json_schema")
+            params = getattr(declaration, "parameters", None)
+            if schema is None and params is not None and hasattr(params, "json_schema"):
+                schema = params.json_schema.model_dump(exclude_none=True, mode="json")
+            elif schema is None and _get(plain, "parameters") is not None:
+                raise ValueError(f"tools: {plain['name']!r} has an OpenAPI schema this client cannot cache")
+            out.append(
+                ToolDefinition(
+                    str(plain["name"]),
+                    str(plain.get("description") or ""),
+                    schema or {"type": "object", "properties": {}},
+                )
+            )
+    return tuple(out)
 
 
 def gemini_options(options: Mapping[str, Any]) -> dict[str, Any]:
