@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessageChunk, HumanMessage, S
 from langchain_core.tools import tool
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import BaseModel
 
 from cache_integrations.langchain import (
     PromptCachingChatModel,
@@ -334,3 +335,29 @@ def test_auto_mode_holds_back_while_the_implicit_cache_serves_the_prefix(emu: Em
             llm.invoke([("system", LONG_SYSTEM_PROMPT), ("human", f"question {i}")])
     assert not _creates(emu) and emu.counters.cached_tokens_implicit > 0
     assert usage.total.cache_read_tokens == emu.counters.cached_tokens_implicit
+
+
+def test_a_built_in_tool_the_cache_cannot_hold_leaves_the_request_as_it_is(
+    emu: Emulator, server: RunningServer
+) -> None:
+    llm = _cached(server).bind_tools([zeta_lookup, {"google_search": {}}])
+    llm.invoke([("system", LONG_SYSTEM_PROMPT), ("human", "Weather in Oslo?")])
+    assert not _creates(emu)
+    (body,) = _generates(emu)
+    assert "cachedContent" not in body and body["systemInstruction"] and len(body["tools"]) == 2
+
+
+class Verdict(BaseModel):
+    """A review verdict."""
+
+    verdict: str
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_structured_output_through_the_cache(emu: Emulator, server: RunningServer, method: str) -> None:
+    llm = _cached(server).with_structured_output(Verdict, method=method)
+    parsed = llm.invoke([("system", LONG_SYSTEM_PROMPT), ("human", "Your verdict?")])
+    assert isinstance(parsed, Verdict)
+    _assert_no_prefix_next_to_a_cache(emu)
+    (created,) = _creates(emu)
+    assert ("tools" in created) is (method == "function_calling")
