@@ -151,13 +151,22 @@ class _Api:
         self.__dict__.update(fields)
 
 
+_OPTIONS = types.HttpOptions(base_url="https://aiplatform.googleapis.com/", api_version="v1beta1")
+
+
+def test_a_developer_api_client_has_an_endpoint() -> None:
+    holder = _Api(_client=_Api(_api_client=_Api(vertexai=False, api_key=KEY, _http_options=_OPTIONS)))
+    endpoint = gemini_endpoint(holder)  # `_client`: where LlamaIndex's GoogleGenAI keeps it
+    assert endpoint is not None and endpoint.base_url == "https://aiplatform.googleapis.com/v1beta1"
+
+
 @pytest.mark.parametrize(
     "holder",
     [
         object(),
-        _Api(client=_Api(_api_client=_Api(vertexai=True, api_key=KEY, _http_options=None))),
-        _Api(client=_Api(_api_client=_Api(vertexai=False, api_key=None, _http_options=None))),
-        _Api(client=_Api(_api_client=_Api(vertexai=False, api_key="auth_tokens/abc", _http_options=None))),
+        _Api(client=_Api(_api_client=_Api(vertexai=True, api_key=KEY, _http_options=_OPTIONS))),
+        _Api(client=_Api(_api_client=_Api(vertexai=False, api_key=None, _http_options=_OPTIONS))),
+        _Api(client=_Api(_api_client=_Api(vertexai=False, api_key="auth_tokens/abc", _http_options=_OPTIONS))),
     ],
     ids=["no client", "vertex", "oauth", "ephemeral token"],
 )

@@ -152,10 +152,18 @@ async def test_async_invoke_and_stream(emu: Emulator, server: RunningServer) -> 
     assert usage.total.cache_read_tokens == emu.counters.cached_tokens
 
 
+@pytest.mark.parametrize(
+    "choice",
+    [
+        {"tool_choice": "zeta_lookup"},
+        {"tool_config": {"function_calling_config": {"mode": "ANY", "allowed_function_names": ["zeta_lookup"]}}},
+    ],
+    ids=["tool_choice", "tool_config"],
+)
 def test_tools_and_tool_choice_live_in_the_cache_and_tool_calls_are_still_parsed(
-    emu: Emulator, server: RunningServer
+    emu: Emulator, server: RunningServer, choice: dict[str, Any]
 ) -> None:
-    llm = _cached(server).bind_tools([zeta_lookup, alpha_add], tool_choice="zeta_lookup")
+    llm = _cached(server).bind_tools([zeta_lookup, alpha_add], **choice)
     answer = llm.invoke([("system", LONG_SYSTEM_PROMPT), ("human", "What is the weather in Oslo?")])
     assert isinstance(answer, AIMessage)
     assert [c["name"] for c in answer.tool_calls] == ["zeta_lookup"] and answer.tool_calls[0]["args"]
@@ -297,6 +305,11 @@ def test_a_model_with_its_own_cached_content_keeps_it(emu: Emulator, server: Run
     answer = llm.invoke("question")
     assert not _creates(emu) and "cache" not in answer.response_metadata
     assert _generates(emu)[-1]["cachedContent"] == name
+    # the caller's own cache is never replaced by ours, even when the call also carries a system prompt
+    # (then the request is the caller's, as langchain-google-genai builds it, and Gemini refuses it)
+    with pytest.raises(Exception, match="400"):
+        llm.invoke([("system", LONG_SYSTEM_PROMPT), ("human", "question")])
+    assert not _creates(emu) and emu.requests[-1].body["cachedContent"] == name
 
 
 def test_the_key_never_reaches_logs_or_reprs(

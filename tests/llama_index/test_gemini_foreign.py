@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from google.genai import types
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.llms import ChatMessage
 from llama_index.core.memory import Memory
@@ -225,6 +226,15 @@ def test_what_is_not_ours_to_cache_is_sent_as_it_is(emu: Emulator, server: Runni
     answer = mine.chat([_user("question")])
     assert len(_creates(emu)) == 1 and "cache" not in answer.raw
     assert _generates(emu)[-1]["cachedContent"] == own
+    # never replaced by ours: with a system prompt too, the request is the caller's (and Gemini refuses it)
+    with pytest.raises(Exception, match="400"):
+        mine.chat([SYSTEM, _user("question")])
+    assert len(_creates(emu)) == 1 and emu.requests[-1].body["cachedContent"] == own
+    # a system instruction in the model's own generation_config is not ours to move into a cache either
+    config = types.GenerateContentConfig(system_instruction="Be brief.")
+    configured = with_gemini_caching(_google(server, generation_config=config), cache_mode="always")
+    configured.chat([SYSTEM, _user("question")])
+    assert len(_creates(emu)) == 1 and "cachedContent" not in emu.requests[-1].body
 
 
 def test_wrapping_and_the_key(emu: Emulator, server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
