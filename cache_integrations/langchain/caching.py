@@ -60,7 +60,7 @@ class PromptCachingChatModel(BaseChatModel):
 
     bound: BaseChatModel
     """The caller's model; it sends every request."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, repr=False)  # a registry URL may hold a password
     """Strategy options (see `with_prompt_caching`)."""
     warmup: bool = True
     """Warm a cold prefix shared by a batch with one request before sending the others."""

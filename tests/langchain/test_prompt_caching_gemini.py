@@ -324,6 +324,9 @@ def test_the_key_never_reaches_logs_or_reprs(
     prepared = llm.coordinator.prepare(llm.bound, _call([("system", LONG_SYSTEM_PROMPT), ("human", "x")]))
     shown = [caplog.text, repr(llm), repr(prepared), repr(prepared.context), repr(strategy), str(answer)]
     assert not [s for s in shown if KEY in s]
+    # nor does a password in the registry's URL (not connected to until a cache is needed)
+    redis = with_prompt_caching(_google(server), cache_registry="redis://:hunter2@127.0.0.1:9/0")
+    assert "hunter2" not in repr(redis) + str(redis.to_json())
 
 
 def _call(messages: list[Any]) -> Any:
