@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
@@ -80,13 +80,6 @@ def cache_use_chunk(use: Any) -> ChatGenerationChunk:
     return ChatGenerationChunk(
         message=AIMessageChunk(content="", response_metadata={"cache": use.as_dict()}, usage_metadata=usage)
     )
-
-
-def message_with_cache_use(message: AIMessage, use: Any) -> AIMessage:
-    """One answer with the cache `use` added (see `result_with_cache_use`)."""
-    out = _with_use(message, use)
-    assert isinstance(out, AIMessage)
-    return out
 
 
 PROVIDER_APPLIERS["google"] = apply_cached_content

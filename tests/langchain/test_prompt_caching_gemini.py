@@ -377,3 +377,19 @@ def test_structured_output_through_the_cache(emu: Emulator, server: RunningServe
     _assert_no_prefix_next_to_a_cache(emu)
     (created,) = _creates(emu)
     assert ("tools" in created) is (method == "function_calling")
+
+
+def test_one_wrapped_model_across_event_loops_and_threads(emu: Emulator, server: RunningServer) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    llm = _cached(server)
+    for i in range(2):  # a new event loop each time: the manager's async locks and clients are per loop
+        answer = asyncio.run(llm.ainvoke([("system", LONG_SYSTEM_PROMPT), ("human", f"loop {i}")]))
+        assert "cache" in answer.response_metadata
+    with ThreadPoolExecutor(4) as pool:
+        questions = [[("system", LONG_SYSTEM_PROMPT), ("human", f"thread {i}")] for i in range(8)]
+        answers = list(pool.map(lambda q: asyncio.run(llm.ainvoke(q)), questions))
+    assert {a.response_metadata["cache"]["name"] for a in answers} == {answer.response_metadata["cache"]["name"]}
+    assert len(_creates(emu)) == 1
+    _assert_no_prefix_next_to_a_cache(emu)
