@@ -73,6 +73,7 @@ def test_readme_block_runs_against_the_emulator(
         "ZHIPUAI_BASE_URL": emulator_server.glm_base_url,
         "GEMINI_API_KEY": "readme-key",
         "GEMINI_BASE_URL": emulator_server.gemini_base_url,
+        "GOOGLE_GEMINI_BASE_URL": emulator_server.url,  # google-genai (ChatGoogleGenerativeAI) adds the version
         "OPENAI_API_KEY": "readme-key",
         "OPENAI_BASE_URL": emulator_server.openai_base_url,
         "OPENAI_API_BASE": emulator_server.openai_base_url,  # what llama-index-llms-openai reads

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .manager import DISPLAY_PREFIX, CacheHandle, CacheMode, CacheUse, ExplicitCacheClient, ExplicitCacheManager
+from .manager import (
+    DISPLAY_PREFIX,
+    CacheDecision,
+    CacheHandle,
+    CacheMode,
+    CacheUse,
+    ExplicitCacheClient,
+    ExplicitCacheManager,
+)
 from .registry import (
     CacheEntry,
     CacheRegistry,
@@ -14,6 +22,7 @@ from .registry import (
 
 __all__ = [
     "DISPLAY_PREFIX",
+    "CacheDecision",
     "CacheEntry",
     "CacheHandle",
     "CacheMode",

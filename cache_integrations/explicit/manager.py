@@ -49,6 +49,7 @@ from . import _forksafe
 from ._access import RegistryAccess
 from ._base import CacheEntry, CacheRegistry, one_line
 from ._create import CacheCreation
+from ._foreign import CacheDecision, ForeignClientAccess
 from ._handle import CacheHandle
 from ._types import (
     DISPLAY_PREFIX,
@@ -67,6 +68,7 @@ from .registry import MemoryRegistry
 
 __all__ = [
     "DISPLAY_PREFIX",
+    "CacheDecision",
     "CacheHandle",
     "CacheMode",
     "CacheUse",
@@ -89,7 +91,7 @@ def _new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-class ExplicitCacheManager(CacheCreation):
+class ExplicitCacheManager(CacheCreation, ForeignClientAccess):
     """Manages explicit provider caches for one client (one credential and endpoint).
 
     `ttl` is the lifetime given to new caches and to extensions, in seconds (default 1 hour).
@@ -106,6 +108,9 @@ class ExplicitCacheManager(CacheCreation):
     then with a doubling backoff up to a minute); entries read or written in the last
     `registry_cache_seconds` are answered from memory. `registry_clock` (monotonic seconds) times
     both. After ``os.fork()`` the child gets its own locks, lease identity and connections.
+
+    A client that sends its requests itself (a foreign SDK) uses the plan-level API instead of `chat`:
+    `acquire` / `aacquire`, `settle`, `invalidate` and `recover` / `arecover` (see `explicit._foreign`).
     """
 
     def __init__(

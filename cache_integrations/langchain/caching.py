@@ -42,6 +42,7 @@ from ._foreign import (
     detect_provider,
     session_from_metadata,
 )
+from ._gemini_foreign import cache_use_chunk, result_with_cache_use
 from ._observe import annotate, finish_with_message, observe_foreign_call
 
 __all__ = ["PromptCachingChatModel", "with_prompt_caching"]
@@ -61,7 +62,7 @@ class PromptCachingChatModel(BaseChatModel):
 
     bound: BaseChatModel
     """The caller's model; it sends every request."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, repr=False)  # a registry URL may hold a password
     """Strategy options (see `with_prompt_caching`)."""
     warmup: bool = True
     """Warm a cold prefix shared by a batch with one request before sending the others."""
@@ -99,18 +100,40 @@ class PromptCachingChatModel(BaseChatModel):
     def coordinator(self) -> CachingCoordinator:
         return self._coordinator
 
-    def _prepare(
+    @classmethod
+    def sharing(cls, bound: BaseChatModel, coordinator: CachingCoordinator) -> PromptCachingChatModel:
+        """`bound` wrapped with an existing coordinator (a middleware's: its strategies, caches and learning)."""
+        wrapped = cls(bound=bound, warmup=False, profile=bound.profile)
+        wrapped._coordinator = coordinator
+        return wrapped
+
+    def _call(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
-    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+    ) -> ForeignCall:
         settings = dict(kwargs)
         tools = settings.pop("tools", None)
         session = session_from_metadata(metadata) if metadata is not None else _SESSION.get()
-        call = ForeignCall((), tuple(messages), tuple(tools or ()), settings, session)
-        prepared = self._coordinator.prepare(self.bound, call)
+        return ForeignCall((), tuple(messages), tuple(tools or ()), settings, session)
+
+    @staticmethod
+    def _args(prepared: PreparedCall) -> tuple[list[BaseMessage], dict[str, Any]]:
+        """The messages and keyword arguments to call the wrapped model with."""
         out = dict(prepared.call.settings)
-        if tools is not None:
+        if prepared.call.tools:
             out["tools"] = list(prepared.call.tools)
-        return prepared, list(prepared.call.messages), out
+        return list(prepared.call.messages), out
+
+    def _prepare(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
+    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+        prepared = self._coordinator.prepare(self.bound, self._call(messages, kwargs, metadata))
+        return (prepared, *self._args(prepared))
+
+    async def _aprepare(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
+    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+        prepared = await self._coordinator.aprepare(self.bound, self._call(messages, kwargs, metadata))
+        return (prepared, *self._args(prepared))
 
     # -- the run's session reaches `_stream` ----------------------------------------------------------
 
@@ -184,10 +207,18 @@ class PromptCachingChatModel(BaseChatModel):
         obs = self._observe(prepared)
         try:
             with obs.active():
-                result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+                try:
+                    result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+                except Exception as exc:  # a vanished explicit cache: recreated (or dropped), retried once, invisibly
+                    retry = self._coordinator.recover(prepared, exc)
+                    if retry is None:
+                        raise
+                    prepared, (msgs, kw) = retry, self._args(retry)
+                    result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
         except BaseException as exc:
             obs.fail(exc)
             raise
+        result = result_with_cache_use(result, prepared.cache_use)
         message = result.generations[0].message if result.generations else None
         self._coordinator.observe(prepared, message)
         finish_with_message(obs, message, run_manager)
@@ -200,14 +231,22 @@ class PromptCachingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
+        prepared, msgs, kw = await self._aprepare(messages, kwargs, run_manager.metadata if run_manager else None)
         obs = self._observe(prepared)
         try:
             with obs.active():
-                result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+                try:
+                    result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+                except Exception as exc:
+                    retry = await self._coordinator.arecover(prepared, exc)
+                    if retry is None:
+                        raise
+                    prepared, (msgs, kw) = retry, self._args(retry)
+                    result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
         except BaseException as exc:
             obs.fail(exc)
             raise
+        result = result_with_cache_use(result, prepared.cache_use)
         message = result.generations[0].message if result.generations else None
         self._coordinator.observe(prepared, message)
         finish_with_message(obs, message, run_manager)
@@ -232,8 +271,22 @@ class PromptCachingChatModel(BaseChatModel):
         obs = self._observe(prepared)
         stream = _StreamFacts(obs)
         try:
-            for chunk in iterate_active(self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw)):
+            chunks = iterate_active(self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw))
+            try:  # a vanished cache fails the stream when it opens, before any output: retried once, invisibly
+                first = next(chunks, None)
+            except Exception as exc:
+                retry = self._coordinator.recover(prepared, exc)
+                if retry is None:
+                    raise
+                prepared, (msgs, kw) = retry, self._args(retry)
+                chunks = iterate_active(self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw))
+                first = next(chunks, None)
+            if first is not None:
+                yield from stream.add(first)
+            for chunk in chunks:
                 yield from stream.add(chunk)
+            if (use := prepared.cache_use) is not None:
+                yield from stream.add(cache_use_chunk(use))
         except GeneratorExit:
             obs.finish(usage=None)
             raise
@@ -251,12 +304,28 @@ class PromptCachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         kwargs = self._stream_kwargs(kwargs)
-        prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
+        prepared, msgs, kw = await self._aprepare(messages, kwargs, run_manager.metadata if run_manager else None)
         obs = self._observe(prepared)
         stream = _StreamFacts(obs)
         try:
-            async for chunk in aiterate_active(self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw)):
+            chunks = aiterate_active(self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw))
+            try:
+                first = await anext(chunks, None)
+            except Exception as exc:
+                retry = await self._coordinator.arecover(prepared, exc)
+                if retry is None:
+                    raise
+                prepared, (msgs, kw) = retry, self._args(retry)
+                chunks = aiterate_active(self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw))
+                first = await anext(chunks, None)
+            if first is not None:
+                for out in stream.add(first):
+                    yield out
+            async for chunk in chunks:
                 for out in stream.add(chunk):
+                    yield out
+            if (use := prepared.cache_use) is not None:
+                for out in stream.add(cache_use_chunk(use)):
                     yield out
         except GeneratorExit:
             obs.finish(usage=None)
