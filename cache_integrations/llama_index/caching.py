@@ -60,7 +60,7 @@ from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-d
 from llama_index.core.llms.llm import LLM
 
 from ..errors import ConfigurationError
-from ..strategies import session_from_metadata
+from ..strategies import GEMINI_OPTIONS, session_from_metadata
 from ._foreign import LlamaCachingCoordinator, LlamaCall, PreparedCall
 from .llms import CachingLLM
 
@@ -301,8 +301,9 @@ def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, **options: 
     server and gets no OpenAI-only fields); `layout` (default True: system messages first, tools by name, the
     provider's options; False sends the caller's request as it is); `prompt_cache_key` (OpenAI: a fixed key, a
     callable of the `CallContext`, or None to hash the session id); `retention` (OpenAI: ``"in_memory"`` or
-    ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode). `session_id`: the session of calls made outside
-    any `prompt_cache_session` block.
+    ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode); for `GoogleGenAI`, `cache_mode`, `cache_ttl` and
+    `cache_registry` (managed Gemini explicit caches, see `with_gemini_caching`). `session_id`: the session of
+    calls made outside any `prompt_cache_session` block.
 
     This package's own `GLM` and `Gemini`, and LLMs already wrapped, are returned unchanged: they cache by
     themselves.
@@ -316,7 +317,17 @@ def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, **options: 
     state = _State.create(session_id, options)  # bad options raise here, before anything is sent
     if isinstance(llm, PromptCachingLLM | CachingLLM):
         return llm
+    if options.get("provider") in (None, "google") and _is_google_genai(llm):
+        # Gemini's explicit caches live inside the call (the cache is created, named and recovered around the
+        # request the class builds): the Gemini mixin does the whole job, with the Gemini options.
+        from ._gemini_foreign import with_gemini_caching
+
+        return with_gemini_caching(llm, **{k: v for k, v in options.items() if k in (*GEMINI_OPTIONS, "layout")})
     return _wrap(llm, state)
+
+
+def _is_google_genai(llm: LLM) -> bool:
+    return any(c.__module__.startswith("llama_index.llms.google_genai") for c in type(llm).__mro__)
 
 
 def _wrap(llm: LLMT, state: _State) -> LLMT:

@@ -249,3 +249,18 @@ def test_wrapping_and_the_key(emu: Emulator, server: RunningServer, caplog: pyte
         with_gemini_caching(base, cache_mode="never")
     with pytest.raises(ValueError, match="expected a GoogleGenAI"):
         with_gemini_caching("gemini")
+
+
+def test_with_prompt_caching_routes_googlegenai_to_managed_explicit_caches(
+    emu: Emulator, server: RunningServer
+) -> None:
+    from cache_integrations.llama_index import with_prompt_caching
+
+    llm = with_prompt_caching(_google(server), cache_mode="always", cache_registry="memory", prompt_cache_key="x")
+    assert isinstance(llm, GeminiCachingMixin)
+    llm.chat([SYSTEM, _user("First question?")])
+    second = llm.chat([SYSTEM, _user("Second question?")])
+    assert len(_creates(emu)) == 1
+    assert all("cachedContent" in body and not PREFIX_FIELDS & set(body) for body in _generates(emu))
+    assert second.raw is not None
+    assert with_prompt_caching(llm) is llm
