@@ -114,12 +114,6 @@ def test_create_agent_with_anthropic_prompt_caching_middleware(server: RunningSe
     assert counters.cache_write_tokens_by_endpoint["anthropic"] == sum(w for _, w in numbers)
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="llama-index-llms-anthropic 0.12.3 calls MessageParam(...), a Union since anthropic 2.x (locked 2.14.0): "
-    "every chat() fails with 'Cannot instantiate typing.Union' before any request is sent",
-)
 def test_llama_index_anthropic_cache_point(server: RunningServer) -> None:
     from llama_index.core.base.llms.types import CacheControl, CachePoint, ChatMessage, TextBlock
     from llama_index.llms.anthropic import Anthropic
