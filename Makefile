@@ -13,6 +13,8 @@ UV_VERSION := 0.13.9
 UV := $(TOOLS)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
+# Copies, not hardlinks from uv's cache: nltk (under llama-index) refuses hardlinked data files.
+export UV_LINK_MODE := copy
 
 .PHONY: install test lint typecheck demo bench clean redis-server lock lock-upgrade lock-check
 

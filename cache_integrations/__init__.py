@@ -13,6 +13,10 @@ from .errors import (
     BadRequestError,
     CacheIntegrationsError,
     ConfigurationError,
+    FileNotActiveError,
+    FileProcessingError,
+    FileProcessingFailedError,
+    FileProcessingTimeoutError,
     InsufficientBalanceError,
     InvalidRequestError,
     NotFoundError,
@@ -21,9 +25,20 @@ from .errors import (
     ProviderError,
     RateLimitError,
     ServerError,
+    UploadedFileNotFoundError,
 )
 from .layout import PrefixFingerprints, apply_layout, canonical_json
-from .messages import ChatRequest, ChatResponse, ForcedTool, ImagePart, Message, TextPart, ToolCall, ToolDefinition
+from .messages import (
+    ChatRequest,
+    ChatResponse,
+    ForcedTool,
+    ImagePart,
+    MediaPart,
+    Message,
+    TextPart,
+    ToolCall,
+    ToolDefinition,
+)
 from .pricing import Cost, ModelPrices, PriceBook, default_price_book
 from .usage import Usage
 
@@ -40,10 +55,15 @@ __all__ = [
     "ChatResponse",
     "ConfigurationError",
     "Cost",
+    "FileNotActiveError",
+    "FileProcessingError",
+    "FileProcessingFailedError",
+    "FileProcessingTimeoutError",
     "ForcedTool",
     "ImagePart",
     "InsufficientBalanceError",
     "InvalidRequestError",
+    "MediaPart",
     "Message",
     "ModelPrices",
     "NotFoundError",
@@ -57,6 +77,7 @@ __all__ = [
     "TextPart",
     "ToolCall",
     "ToolDefinition",
+    "UploadedFileNotFoundError",
     "Usage",
     "apply_layout",
     "canonical_json",

@@ -17,6 +17,10 @@ __all__ = [
     "CachedContentNotFoundError",
     "CachedContentTooSmallError",
     "ConfigurationError",
+    "FileNotActiveError",
+    "FileProcessingError",
+    "FileProcessingFailedError",
+    "FileProcessingTimeoutError",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "NotFoundError",
@@ -25,6 +29,7 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "ServerError",
+    "UploadedFileNotFoundError",
 ]
 
 
@@ -167,3 +172,71 @@ class InsufficientBalanceError(ProviderError):
 
 class ServerError(ProviderError):
     """HTTP 5xx; retried with backoff before it surfaces."""
+
+
+class UploadedFileNotFoundError(PermissionDeniedError):
+    """A Files API file referenced by a request expired (48 h after upload), was deleted or never existed.
+
+    Gemini answers 403 PERMISSION_DENIED "You do not have permission to access the File <id> or it
+    may not exist."; `file_name` is ``files/<id>``. Whoever uploaded it can upload it again.
+    """
+
+    def __init__(self, message: str, *, file_name: str | None = None, **kwargs: Any) -> None:
+        self.file_name = file_name
+        super().__init__(message, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (*super().__reduce__(), {"file_name": self.file_name})
+
+
+class FileNotActiveError(BadRequestError):
+    """A request used a Files API file that is still PROCESSING (or FAILED): 400 FAILED_PRECONDITION.
+
+    `file_name` is ``files/<id>``; wait until the file is ACTIVE (`GeminiFiles.wait_active`).
+    """
+
+    def __init__(self, message: str, *, file_name: str | None = None, **kwargs: Any) -> None:
+        self.file_name = file_name
+        super().__init__(message, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (*super().__reduce__(), {"file_name": self.file_name})
+
+
+class FileProcessingError(CacheIntegrationsError):
+    """An uploaded file did not become usable. `name` is ``files/<id>``; `display_name` the caller's label."""
+
+    def __init__(self, message: str, *, name: str, display_name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+        self.display_name = display_name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_file_error, (type(self), str(self), self.name, self.display_name), dict(self.__dict__))
+
+
+def _rebuild_file_error(
+    cls: type[FileProcessingError], message: str, name: str, display_name: str
+) -> FileProcessingError:
+    error = cls.__new__(cls)
+    FileProcessingError.__init__(error, message, name=name, display_name=display_name)
+    return error
+
+
+class FileProcessingFailedError(FileProcessingError):
+    """The provider finished processing an upload with state FAILED; `reason` is its error message."""
+
+    def __init__(self, message: str, *, name: str, display_name: str = "", reason: str = "") -> None:
+        super().__init__(message, name=name, display_name=display_name)
+        self.reason = reason
+
+
+class FileProcessingTimeoutError(FileProcessingError):
+    """An upload was still PROCESSING when the wait's deadline passed; `state` is the last one seen."""
+
+    def __init__(
+        self, message: str, *, name: str, display_name: str = "", state: str = "PROCESSING", waited: float = 0.0
+    ) -> None:
+        super().__init__(message, name=name, display_name=display_name)
+        self.state = state
+        self.waited = waited

@@ -7,6 +7,7 @@ every call and are never parsed from untrusted input.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,8 @@ __all__ = [
     "ChatResponse",
     "ForcedTool",
     "ImagePart",
+    "MediaKind",
+    "MediaPart",
     "Message",
     "Part",
     "Role",
@@ -47,7 +50,73 @@ class ImagePart:
     detail: str | None = None
 
 
-Part = TextPart | ImagePart
+MediaKind = Literal["image", "document", "audio", "video"]
+MEDIA_KINDS: frozenset[str] = frozenset(("image", "document", "audio", "video"))
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPart:
+    """An image, document (PDF, text), audio clip or video, from exactly one source.
+
+    The sources: `data` (the bytes themselves; base64 on the wire), `url` (``https://...`` or a
+    ``data:<mime>;base64,...`` URL), `file_uri` (a provider file: a Gemini Files API URI, or
+    ``files/<id>``) or `path` (a local file, read when the request is encoded or uploaded, so a
+    large video is streamed to the Files API rather than held in memory). `mime_type` may be left
+    out when it can be told from the path's or URL's extension or from the bytes; providers raise a
+    clear error when it cannot. `name` is a display name (a document's title, a file name).
+    """
+
+    kind: MediaKind
+    mime_type: str | None = None
+    data: bytes | None = None
+    url: str | None = None
+    file_uri: str | None = None
+    path: str | None = None
+    detail: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        from .errors import InvalidRequestError
+
+        if self.kind not in MEDIA_KINDS:
+            raise InvalidRequestError(f"MediaPart.kind: {self.kind!r} is not one of {sorted(MEDIA_KINDS)}")
+        if self.path is not None and not isinstance(self.path, str):
+            if not isinstance(self.path, os.PathLike):
+                raise InvalidRequestError(
+                    f"MediaPart.path: expected a str or os.PathLike, got {type(self.path).__name__}"
+                )
+            object.__setattr__(self, "path", os.fspath(self.path))
+        if self.data is not None and not isinstance(self.data, bytes):
+            if not isinstance(self.data, (bytearray, memoryview)):
+                raise InvalidRequestError(f"MediaPart.data: expected bytes, got {type(self.data).__name__}")
+            object.__setattr__(self, "data", bytes(self.data))
+        given = [n for n in ("data", "url", "file_uri", "path") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise InvalidRequestError(
+                f"MediaPart: give exactly one source of data, url, file_uri and path, got {given or 'none'}"
+            )
+
+    @property
+    def source(self) -> Literal["data", "url", "file_uri", "path"]:
+        """Which of the four sources this part carries."""
+        if self.data is not None:
+            return "data"
+        if self.url is not None:
+            return "url"
+        return "file_uri" if self.file_uri is not None else "path"
+
+    def __repr__(self) -> str:
+        # Never print the bytes: a repr of a request holding a video must stay readable.
+        src = (
+            f"data=<{len(self.data)} bytes>"
+            if self.data is not None
+            else f"{self.source}={getattr(self, self.source)!r:.120}"
+        )
+        mime = f", mime_type={self.mime_type!r}" if self.mime_type else ""
+        return f"MediaPart(kind={self.kind!r}{mime}, {src})"
+
+
+Part = TextPart | ImagePart | MediaPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +155,7 @@ class Message:
 
     @property
     def text(self) -> str:
-        """The text content, with parts joined (images skipped)."""
+        """The text content, with parts joined (images and other media skipped)."""
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content if isinstance(p, TextPart))

@@ -12,7 +12,8 @@ import asyncio
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .registry import CacheEntry, CacheRegistry
+from . import _forksafe
+from ._base import CacheEntry, CacheRegistry, mask_url, scrub_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import redis as redis_sync
@@ -49,6 +50,7 @@ if ARGV[2] ~= '' then
 end
 return 1
 """
+# The count's key expires with its window, so Redis holds only the counts that still matter.
 _NOTE_SENT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -67,13 +69,28 @@ class RedisRegistry(CacheRegistry):
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "cache-integrations", **options: Any):
         try:
-            import redis
+            import redis  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError('RedisRegistry needs redis-py: pip install "cache-integrations[redis]"') from exc
         self.url = url
         self.prefix = prefix
         self._options = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, **options}
-        self._client: redis_sync.Redis = redis.Redis.from_url(url, **self._options)
+        self._connect()
+        _forksafe.register(self)
+
+    def _connect(self) -> None:
+        import redis
+
+        problem = None
+        try:
+            client = redis.Redis.from_url(self.url, **self._options)
+        except ValueError as exc:  # redis-py's parse errors may quote the URL, password included
+            problem = scrub_url(str(exc), self.url)
+        if problem is not None:  # raised outside the except block: no exception chain holds the URL
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(f"cache_registry: invalid Redis URL {mask_url(self.url)!r}: {problem}")
+        self._client: redis_sync.Redis = client
         self._acquire = self._client.register_script(_ACQUIRE)
         self._release = self._client.register_script(_RELEASE)
         self._forget = self._client.register_script(_FORGET)
@@ -83,13 +100,15 @@ class RedisRegistry(CacheRegistry):
             weakref.WeakKeyDictionary()
         )
 
-    def __repr__(self) -> str:
-        return f"RedisRegistry({self._safe_url()!r})"
+    def _after_fork(self) -> None:
+        """A forked child gets clients of its own (the parent's sockets are left to the parent)."""
+        self._connect()
 
-    def _safe_url(self) -> str:
-        """The URL without a password, for logs and reprs."""
-        scheme, sep, rest = self.url.partition("://")
-        return f"{scheme}{sep}{rest.split('@', 1)[-1]}" if "@" in rest else self.url
+    def __repr__(self) -> str:
+        return f"RedisRegistry({mask_url(self.url)!r})"
+
+    def describe_error(self, exc: BaseException) -> str:
+        return scrub_url(super().describe_error(exc), self.url)
 
     # -- keys ---------------------------------------------------------------------------------
 

@@ -73,6 +73,13 @@ class CachingChatModel(BaseChatModel):
         """Provider-specific body fields derived from the model's settings."""
         return {}
 
+    def _resolve(self, request: ChatRequest) -> ChatRequest:
+        """Provider-specific preparation of a built request before it is sent (Gemini uploads large media)."""
+        return request
+
+    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
+        return request
+
     @property
     def client(self) -> ChatProvider:
         """The provider client (shared by sync and async calls; pooled connections)."""
@@ -139,7 +146,7 @@ class CachingChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._build_request(messages, stop, kwargs)
+        request = self._resolve(self._build_request(messages, stop, kwargs))
         response = self._client.chat(request, layout=self.cache_friendly_layout)
         return self._result(ai_message_from_response(response, self._client.price_provider))
 
@@ -150,7 +157,7 @@ class CachingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._build_request(messages, stop, kwargs)
+        request = await self._aresolve(self._build_request(messages, stop, kwargs))
         response = await self._client.achat(request, layout=self.cache_friendly_layout)
         return self._result(ai_message_from_response(response, self._client.price_provider))
 
@@ -169,7 +176,7 @@ class CachingChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        request = self._build_request(messages, stop, kwargs)
+        request = self._resolve(self._build_request(messages, stop, kwargs))
         provider = self._client.price_provider
         for chunk in self._client.stream(request, layout=self.cache_friendly_layout):
             gen = ChatGenerationChunk(message=message_chunk_from_stream(chunk, provider))
@@ -184,7 +191,7 @@ class CachingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        request = self._build_request(messages, stop, kwargs)
+        request = await self._aresolve(self._build_request(messages, stop, kwargs))
         provider = self._client.price_provider
         async for chunk in self._client.astream(request, layout=self.cache_friendly_layout):
             gen = ChatGenerationChunk(message=message_chunk_from_stream(chunk, provider))

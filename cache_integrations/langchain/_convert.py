@@ -27,7 +27,6 @@ from ..errors import InvalidRequestError
 from ..layout import canonical_json
 from ..messages import (
     ChatResponse,
-    ImagePart,
     Message,
     Part,
     Role,
@@ -37,6 +36,7 @@ from ..messages import (
     ToolDefinition,
 )
 from ..usage import Usage, with_cache_booking
+from ._media import MEDIA_BLOCKS, media_from_block
 
 __all__ = [
     "ai_message_from_response",
@@ -58,33 +58,14 @@ _CHAT_ROLES: dict[str, Role] = {
 }
 # Blocks that duplicate what an AIMessage already carries in `tool_calls`.
 _TOOL_CALL_BLOCKS = frozenset(("tool_use", "tool_call", "tool_call_chunk", "function_call"))
-_SUPPORTED_BLOCKS = "text, image_url, image (url or base64)"
+_SUPPORTED_BLOCKS = (
+    "text; image, audio, video, file (url, base64 or file_id), text-plain; image_url, input_audio, media"
+)
 
 
 def _has_cache_control(block: Mapping[str, Any]) -> bool:
     extras = block.get("extras")
     return "cache_control" in block or (isinstance(extras, Mapping) and "cache_control" in extras)
-
-
-def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
-    if block.get("type") == "image_url":
-        image = block.get("image_url")
-        if isinstance(image, str):
-            return ImagePart(image)
-        if isinstance(image, Mapping) and isinstance(image.get("url"), str):
-            return ImagePart(image["url"], image.get("detail"))
-        raise InvalidRequestError(f"{where}: an image_url block needs image_url.url, got {image!r:.80}")
-    # v1 standard block {"type": "image", "url"|"base64", "mime_type"} and the legacy source_type form
-    url = block.get("url")
-    data = block.get("base64") or (block.get("data") if block.get("source_type") == "base64" else None)
-    if url is None and block.get("source_type") == "url":
-        url = block.get("data")
-    if isinstance(url, str):
-        return ImagePart(url)
-    if isinstance(data, str):
-        mime = block.get("mime_type") or "image/png"
-        return ImagePart(f"data:{mime};base64,{data}")
-    raise InvalidRequestError(f"{where}: an image block needs a url or base64 data")
 
 
 def _content(
@@ -108,8 +89,8 @@ def _content(
         cache_point = cache_point or _has_cache_control(block)
         if kind == "text":
             parts.append(TextPart(str(block.get("text", ""))))
-        elif kind in ("image_url", "image"):
-            parts.append(_image_part(block, f"{where}.content[{j}]"))
+        elif kind in MEDIA_BLOCKS:
+            parts.append(media_from_block(block, f"{where}.content[{j}]"))
         elif role == "assistant" and kind in _TOOL_CALL_BLOCKS:
             continue
         elif role == "assistant" and kind in ("reasoning", "thinking"):

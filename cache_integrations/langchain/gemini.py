@@ -16,12 +16,14 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
 
 from ..clients import gemini_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, tool_choice_from_spec
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
+from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider, gemini_options
+from ..providers.gemini_files import GeminiFiles
+from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
 from ._base import CachingChatModel
 from ._convert import messages_from_langchain, tool_from_langchain
 
@@ -101,13 +103,19 @@ class ChatGemini(CachingChatModel):
     """``auto`` (create a cache once it pays for itself), ``always`` or ``off``."""
     cache_ttl: float = 3600.0
     """Seconds a new cache lives; caches in use are extended before they expire."""
-    cache_registry: Any = Field(default=None, exclude=True)
+    cache_registry: Any = Field(default=None, exclude=True, repr=False)  # a Redis URL may hold a password
     """Where caches are remembered: ``"sqlite"`` (default, shared by the host's processes),
-    ``"sqlite:///path"``, ``"memory"``, or a `CacheRegistry`."""
+    ``"sqlite:///path"``, ``"redis://host:6379/0"``, ``"memory"``, or a `CacheRegistry`."""
     thinking_budget: int | None = None
     """Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."""
+    file_upload_threshold: int = Field(default=DEFAULT_FILE_UPLOAD_THRESHOLD, ge=0)
+    """Bytes above which an image, document, audio or video part is uploaded through the Files API
+    and sent as ``fileData`` instead of inline (PDFs above 50 MB always are). The default, 50 MB,
+    is the largest part Gemini takes inline for every media type (requests: 100 MB, PDFs: 50 MB).
+    Read when the model is built; `media.threshold` changes it afterwards."""
 
     _ls_provider: ClassVar[str] = "google_genai"
+    _media: GeminiMedia = PrivateAttr()
 
     @model_validator(mode="after")
     def _connect(self) -> Self:
@@ -124,6 +132,9 @@ class ChatGemini(CachingChatModel):
             cache_ttl=self.cache_ttl,
             cache_registry=self.cache_registry,
         )
+        provider = self.cache_manager.client
+        assert isinstance(provider, GeminiProvider)
+        self._media = GeminiMedia(provider.files, threshold=self.file_upload_threshold)
         return self
 
     @property
@@ -143,6 +154,22 @@ class ChatGemini(CachingChatModel):
 
     def _extra_body(self) -> dict[str, Any]:
         return gemini_options(thinking_budget=self.thinking_budget)
+
+    @property
+    def files(self) -> GeminiFiles:
+        """The Gemini Files API with this model's key and clients: upload, get, list, delete, wait_active."""
+        return self._media.files
+
+    @property
+    def media(self) -> GeminiMedia:
+        """How this model's requests move large media to the Files API (threshold, uploader)."""
+        return self._media
+
+    def _resolve(self, request: ChatRequest) -> ChatRequest:
+        return self._media.resolve(request)
+
+    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
+        return await self._media.aresolve(request)
 
     # -- explicit control -------------------------------------------------------------------------
 
@@ -181,7 +208,7 @@ class ChatGemini(CachingChatModel):
             tools=tool_defs,
             tool_choice=tool_choice_from_spec(tool_choice, [t.name for t in tool_defs]),
         )
-        handle = self.cache_manager.pin(request, layout=self.cache_friendly_layout)
+        handle = self.cache_manager.pin(self._resolve(request), layout=self.cache_friendly_layout)
         return PinnedContext(handle, messages, llm)
 
     def list_caches(self) -> list[CachedContent]:

@@ -20,7 +20,6 @@ from typing import Any
 from llama_index.core.base.llms.types import (
     CachePoint,
     ChatMessage,
-    ImageBlock,
     MessageRole,
     TextBlock,
     ThinkingBlock,
@@ -32,7 +31,6 @@ from ..errors import InvalidRequestError
 from ..layout import canonical_json
 from ..messages import (
     ChatResponse,
-    ImagePart,
     Message,
     Part,
     Role,
@@ -44,6 +42,7 @@ from ..messages import (
 )
 from ..providers.glm import tool_call_from_wire
 from ..usage import Usage
+from ._media import MEDIA_BLOCK_TYPES, media_from_block
 
 __all__ = [
     "SIGNATURES_KEY",
@@ -69,22 +68,13 @@ _ROLES: dict[str, Role] = {
     MessageRole.TOOL.value: "tool",
     MessageRole.FUNCTION.value: "tool",
 }
-_SUPPORTED_BLOCKS = "TextBlock, ImageBlock, CachePoint (any role); ToolCallBlock, ThinkingBlock (assistant)"
+_SUPPORTED_BLOCKS = (
+    "TextBlock, ImageBlock, DocumentBlock, AudioBlock, VideoBlock, CachePoint (any role); "
+    "ToolCallBlock, ThinkingBlock (assistant)"
+)
 
 
 # -- LlamaIndex -> core -----------------------------------------------------------------------------
-
-
-def _image_part(block: ImageBlock, where: str) -> ImagePart:
-    if block.url is not None:
-        return ImagePart(str(block.url), block.detail)
-    if block.image is None and block.path is None:
-        raise InvalidRequestError(f"{where}: an ImageBlock needs a url, image data or a path")
-    try:
-        data = block.resolve_image(as_base64=True).read().decode("ascii")
-    except (OSError, ValueError) as exc:
-        raise InvalidRequestError(f"{where}: cannot read the ImageBlock's image: {exc}") from exc
-    return ImagePart(f"data:{block.image_mimetype or 'image/png'};base64,{data}", block.detail)
 
 
 def _legacy_tool_calls(raw_calls: Any, where: str) -> list[ToolCall]:
@@ -120,8 +110,8 @@ def _message(message: Any, i: int) -> Message:
     for j, block in enumerate(message.blocks):
         if isinstance(block, TextBlock):
             parts.append(TextPart(block.text))
-        elif isinstance(block, ImageBlock):
-            parts.append(_image_part(block, f"{where}.blocks[{j}]"))
+        elif isinstance(block, MEDIA_BLOCK_TYPES):
+            parts.append(media_from_block(block, f"{where}.blocks[{j}]"))
         elif isinstance(block, CachePoint):
             cache_point = True
         elif isinstance(block, ToolCallBlock) and role == "assistant":

@@ -58,8 +58,10 @@ from ..clients import gemini_client, glm_client
 from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, StreamChunk, ToolDefinition, tool_choice_from_spec
 from ..providers import ChatProvider
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
-from ..providers.glm import GLM_BASE_URL, glm_options
+from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider, gemini_options
+from ..providers.gemini_files import GeminiFiles
+from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
+from ..providers.glm import GLM_BASE_URL, check_media, glm_options
 from ._convert import (
     StreamAccumulator,
     chat_response_from_core,
@@ -155,6 +157,13 @@ class CachingLLM(FunctionCallingLLM):
         """Provider-specific body fields derived from the model's settings."""
         return {}
 
+    def _resolve(self, request: ChatRequest) -> ChatRequest:
+        """Provider-specific preparation of a built request before it is sent (Gemini uploads large media)."""
+        return request
+
+    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
+        return request
+
     @property
     def client(self) -> ChatProvider:
         """The core provider client (shared by sync and async calls)."""
@@ -205,17 +214,17 @@ class CachingLLM(FunctionCallingLLM):
     # -- the private, undecorated implementations -------------------------------------------------
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        request = self._build_request(messages, kwargs)
+        request = self._resolve(self._build_request(messages, kwargs))
         response = self._client.chat(request, layout=self.cache_friendly_layout)
         return chat_response_from_core(response, self._client.price_provider)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        request = self._build_request(messages, kwargs)
+        request = await self._aresolve(self._build_request(messages, kwargs))
         response = await self._client.achat(request, layout=self.cache_friendly_layout)
         return chat_response_from_core(response, self._client.price_provider)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        request = self._build_request(messages, kwargs)  # bad input raises here, not mid-iteration
+        request = self._resolve(self._build_request(messages, kwargs))  # bad input raises here, not later
         provider = self._client.price_provider
         chunks = self._client.stream(request, layout=self.cache_friendly_layout)
 
@@ -231,7 +240,7 @@ class CachingLLM(FunctionCallingLLM):
         return gen()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        request = self._build_request(messages, kwargs)
+        request = await self._aresolve(self._build_request(messages, kwargs))
         provider = self._client.price_provider
         chunks = self._client.astream(request, layout=self.cache_friendly_layout)
 
@@ -407,6 +416,14 @@ class GLM(CachingLLM):
             default_headers=self.default_headers,
         )
 
+    def _resolve(self, request: ChatRequest) -> ChatRequest:
+        check_media(request)  # media GLM cannot take fails here, before a stream is opened
+        return request
+
+    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
+        check_media(request)
+        return request
+
     def _extra_body(self) -> dict[str, Any]:
         return glm_options(thinking=self.thinking, reasoning_effort=self.reasoning_effort)
 
@@ -526,13 +543,23 @@ class Gemini(CachingLLM):
     cache_registry: Any = Field(
         default=None,
         exclude=True,
-        description='Where caches are remembered: "sqlite" (default), "sqlite:///path", "memory" or a CacheRegistry.',
+        repr=False,  # a Redis URL may hold a password
+        description='Where caches are remembered: "sqlite" (default), "sqlite:///path", "redis://host:6379/0", '
+        '"memory" or a CacheRegistry.',
     )
     thinking_budget: int | None = Field(
         default=None, description="Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."
     )
+    file_upload_threshold: int = Field(
+        default=DEFAULT_FILE_UPLOAD_THRESHOLD,
+        ge=0,
+        description="Bytes above which an image, document, audio or video block is uploaded through the Files "
+        "API and sent as fileData (PDFs above 50 MB always are); default 50 MB, the largest part Gemini "
+        "takes inline for every media type.",
+    )
 
     _default_context_window: ClassVar[int] = 1_048_576
+    _media: GeminiMedia = PrivateAttr()
 
     @classmethod
     def class_name(cls) -> str:
@@ -552,6 +579,25 @@ class Gemini(CachingLLM):
             cache_ttl=self.cache_ttl,
             cache_registry=self.cache_registry,
         )
+        provider = self.cache_manager.client
+        assert isinstance(provider, GeminiProvider)
+        self._media = GeminiMedia(provider.files, threshold=self.file_upload_threshold)
+
+    @property
+    def files(self) -> GeminiFiles:
+        """The Gemini Files API with this model's key and clients: upload, get, list, delete, wait_active."""
+        return self._media.files
+
+    @property
+    def media(self) -> GeminiMedia:
+        """How this model's requests move large media to the Files API (threshold, uploader)."""
+        return self._media
+
+    def _resolve(self, request: ChatRequest) -> ChatRequest:
+        return self._media.resolve(request)
+
+    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
+        return await self._media.aresolve(request)
 
     @property
     def cache_manager(self) -> ExplicitCacheManager:
@@ -597,7 +643,7 @@ class Gemini(CachingLLM):
             tools=tuple(definitions),
             tool_choice=tool_choice_from_spec(tool_choice, [t.name for t in definitions]),
         )
-        handle = self.cache_manager.pin(request, layout=self.cache_friendly_layout)
+        handle = self.cache_manager.pin(self._resolve(request), layout=self.cache_friendly_layout)
         return PinnedContext(handle, messages, self, definitions, tool_choice)
 
     def list_caches(self) -> list[CachedContent]:

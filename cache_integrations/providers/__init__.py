@@ -8,6 +8,8 @@ from typing import Protocol
 from ..messages import ChatRequest, ChatResponse, StreamChunk
 from ._http import HTTPProvider, RetryPolicy
 from .gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
+from .gemini_files import File, GeminiFiles
+from .gemini_media import GeminiMedia
 from .glm import GLM_BASE_URL, ZAI_BASE_URL, GLMProvider
 
 __all__ = [
@@ -16,7 +18,10 @@ __all__ = [
     "ZAI_BASE_URL",
     "CachedContent",
     "ChatProvider",
+    "File",
     "GLMProvider",
+    "GeminiFiles",
+    "GeminiMedia",
     "GeminiProvider",
     "HTTPProvider",
     "RetryPolicy",

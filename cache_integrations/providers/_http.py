@@ -105,6 +105,11 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
+def _same_origin(url: str, base_url: str) -> bool:
+    a, b = httpx.URL(url), httpx.URL(base_url)
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
 class HTTPProvider:
     """Base of the provider clients. Thread-safe; safe to share between chat model instances."""
 
@@ -195,6 +200,26 @@ class HTTPProvider:
             )
             self._async_clients[loop] = client
         return client
+
+    def http_client(self) -> httpx.Client:
+        """The pooled sync client (for protocols beyond JSON requests: the Files API's uploads)."""
+        return self._sync_client()
+
+    def async_http_client(self) -> httpx.AsyncClient:
+        """The async client of the running event loop."""
+        return self._async_client()
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        """The headers to send to `url`: the API key goes only to the configured scheme, host and port.
+
+        URLs a server hands back (a resumable upload's session URL) may point anywhere; the key must
+        not follow them off the host the caller configured.
+        """
+        headers = dict(self._headers)
+        if not _same_origin(url, self.base_url):
+            for name in self.auth_headers(self._api_key):
+                headers.pop(name, None)
+        return headers
 
     def close(self) -> None:
         if self._client is not None:

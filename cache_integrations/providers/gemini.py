@@ -21,13 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import mimetypes
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from pydantic import SecretStr
 
@@ -36,10 +35,12 @@ from ..errors import (
     BadRequestError,
     CachedContentNotFoundError,
     CachedContentTooSmallError,
+    FileNotActiveError,
     InvalidRequestError,
     ProviderConnectionError,
     ProviderError,
     ServerError,
+    UploadedFileNotFoundError,
 )
 from ..layout import PrefixFingerprints, apply_layout, canonical_json, fingerprint_chain, stable_prefix_length
 from ..messages import (
@@ -48,6 +49,7 @@ from ..messages import (
     ChatResponse,
     ForcedTool,
     ImagePart,
+    MediaPart,
     Message,
     StreamChunk,
     TextPart,
@@ -57,6 +59,8 @@ from ..messages import (
 )
 from ..usage import Usage
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
+from .gemini_files import GeminiFiles
+from .gemini_media import check_media_support, media_to_wire
 
 __all__ = [
     "GEMINI_BASE_URL",
@@ -93,20 +97,14 @@ _SNAKE_FIELDS = {
     "cached_content": "cachedContent",
     "generation_config": "generationConfig",
 }
-# Deterministic types for the usual extensions; `mimetypes` (platform tables) is only the fallback.
-_MIME_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".gif": "image/gif",
-    ".heic": "image/heic",
-    ".heif": "image/heif",
-    ".pdf": "application/pdf",
-}
+_MEDIA_PLURAL = {"image": "images", "document": "documents", "audio": "audio", "video": "videos"}
 _CACHE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$")
 _TOO_SMALL = re.compile(r"total_token_count=(\d+).*?min_total_token_count=(\d+)")
+# Files API errors (verbatim Gemini messages): a gone file (expired after 48 h, deleted, or another
+# project's) and a file used before processing finished.
+_FILE_GONE = re.compile(r"^You do not have permission to access the File ([a-z0-9-]+) or it may not exist")
+_FILE_NOT_ACTIVE = re.compile(r"^The File ([a-z0-9-]+) is not in an ACTIVE state")
 # A quota whose limit is 0 (free tier has no cache storage) will not recover by waiting.
 _ZERO_QUOTA = re.compile(r"\blimit: 0\b")
 
@@ -179,32 +177,8 @@ def _format_time(value: datetime, what: str) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _image_part(part: ImagePart, where: str) -> dict[str, Any]:
-    url = part.url
-    if url.startswith("data:"):
-        header, comma, data = url[len("data:") :].partition(",")
-        mime, *params = header.split(";")
-        if not comma or not mime or "base64" not in params or not data:
-            raise InvalidRequestError(
-                f"{where}: a data URL image must look like 'data:<mime>;base64,<data>', got {url[:48]!r}"
-            )
-        return {"inlineData": {"mimeType": mime, "data": data}}
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidRequestError(f"{where}: image URL scheme {parts.scheme!r} is not supported; use https: or data:")
-    path = parts.path.lower()
-    suffix = path[path.rfind(".") :] if "." in path.rsplit("/", 1)[-1] else ""
-    file_mime = _MIME_TYPES.get(suffix) or mimetypes.guess_type(parts.path)[0]
-    if file_mime is None:
-        raise InvalidRequestError(
-            f"{where}: cannot tell the media type of {url[:120]!r} from its extension, and Gemini needs one "
-            "for fileData; use a data: URL or a URL ending in .png, .jpg, .webp, ..."
-        )
-    return {"fileData": {"fileUri": url, "mimeType": file_mime}}
-
-
 def _parts(message: Message, index: int) -> list[dict[str, Any]]:
-    """Text and image parts of a message; empty text is dropped (Gemini rejects empty text parts)."""
+    """Text and media parts of a message; empty text is dropped (Gemini rejects empty text parts)."""
     content = message.content
     if isinstance(content, str):
         return [{"text": content}] if content else []
@@ -217,12 +191,13 @@ def _parts(message: Message, index: int) -> list[dict[str, Any]]:
         if isinstance(part, TextPart):
             if part.text:
                 out.append({"text": part.text})
-        elif isinstance(part, ImagePart):
+        elif isinstance(part, (ImagePart, MediaPart)):
             if message.role != "user":
+                kind = "images" if isinstance(part, ImagePart) else _MEDIA_PLURAL[part.kind]
                 raise InvalidRequestError(
-                    f"messages[{index}]: Gemini accepts images only in user messages, not in a {message.role!r} message"
+                    f"messages[{index}]: Gemini accepts {kind} only in user messages, not in a {message.role!r} message"
                 )
-            out.append(_image_part(part, f"messages[{index}].content[{j}]"))
+            out.append(media_to_wire(part, f"messages[{index}].content[{j}]"))
         else:
             raise InvalidRequestError(f"messages[{index}].content[{j}]: unsupported content part {type(part).__name__}")
     return out
@@ -305,6 +280,7 @@ def _validate(request: ChatRequest) -> None:
     for i, tool in enumerate(request.tools):
         if not tool.name:
             raise InvalidRequestError(f"tools[{i}]: a tool needs a name")
+    check_media_support(request)
 
 
 def _encode_tool(tool: ToolDefinition) -> dict[str, Any]:
@@ -355,7 +331,7 @@ def _encode_contents(messages: Sequence[Message]) -> list[_Content]:
             contents.append(_Content({"role": "model", "parts": parts}, ordinal, i, i))
         else:
             if not parts:
-                raise InvalidRequestError(f"messages[{i}]: a user message needs text or an image, got empty content")
+                raise InvalidRequestError(f"messages[{i}]: a user message needs text or media, got empty content")
             contents.append(_Content({"role": "user", "parts": parts}, ordinal, i, i))
     return contents
 
@@ -785,6 +761,16 @@ def _error_from_body(status: int, body: Any) -> ProviderError:
         cls = AuthenticationError  # Google answers a bad key with 400, not 401
     elif status == 403 and message.startswith("CachedContent not found"):
         cls = CachedContentNotFoundError
+    elif (file_match := _FILE_GONE.match(message) if status == 403 else _FILE_NOT_ACTIVE.match(message)) is not None:
+        file_cls = UploadedFileNotFoundError if status == 403 else FileNotActiveError
+        return file_cls(
+            message,
+            file_name=f"files/{file_match.group(1)}",
+            status_code=status,
+            code=code,
+            provider=PROVIDER,
+            body=body,
+        )
     elif status == 404 and code == "NOT_FOUND" and re.search(r"cached ?content", message, re.IGNORECASE):
         cls = CachedContentNotFoundError  # Vertex AI's wording of the same condition
     elif status >= 500:
@@ -812,6 +798,16 @@ class GeminiProvider(HTTPProvider):
 
     def __init__(self, *, api_key: SecretStr, base_url: str = GEMINI_BASE_URL, **kwargs: Any) -> None:
         super().__init__(api_key=api_key, base_url=base_url, **kwargs)
+        self._files: GeminiFiles | None = None
+
+    @property
+    def files(self) -> GeminiFiles:
+        """The Files API over this provider's clients and key (upload, get, list, delete, wait_active)."""
+        if self._files is None:
+            with self._lock:
+                if self._files is None:
+                    self._files = GeminiFiles(self)
+        return self._files
 
     @property
     def price_provider(self) -> str:

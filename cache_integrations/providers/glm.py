@@ -13,6 +13,7 @@ HTTP 429 with code ``1113`` means the account has no balance and must not be ret
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -27,11 +28,13 @@ from ..errors import (
     ServerError,
 )
 from ..layout import PrefixFingerprints, apply_layout, canonical_json
+from ..media import as_media_part, part_mime_type, read_media
 from ..messages import (
     ChatRequest,
     ChatResponse,
     ForcedTool,
     ImagePart,
+    MediaPart,
     Message,
     StreamChunk,
     TextPart,
@@ -42,7 +45,15 @@ from ..messages import (
 from ..usage import usage_from_openai
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 
-__all__ = ["GLM_BASE_URL", "ZAI_BASE_URL", "EncodedRequest", "GLMProvider", "glm_options", "usage_from_openai"]
+__all__ = [
+    "GLM_BASE_URL",
+    "ZAI_BASE_URL",
+    "EncodedRequest",
+    "GLMProvider",
+    "check_media",
+    "glm_options",
+    "usage_from_openai",
+]
 
 GLM_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 ZAI_BASE_URL = "https://api.z.ai/api/paas/v4"
@@ -60,22 +71,75 @@ def glm_options(*, thinking: str | None = None, reasoning_effort: str | None = N
     return extra
 
 
-def _encode_content(message: Message, index: int) -> str | list[dict[str, Any]]:
+# GLM vision models that take video (``video_url``): GLM-4V-Plus and the GLM-4.1V/4.5V/4.6V families
+# (https://docs.bigmodel.cn/api-reference, "video_url": {"url": "https://xxx/xx.mp4"}). Video goes by URL.
+_VIDEO_MODELS = ("glm-4v-plus", "glm-4.1v", "glm-4.5v", "glm-4.6v")
+
+
+def _check_media(media: MediaPart, model: str, where: str) -> None:
+    """Raise for media GLM cannot take on `model`, naming it; never drop it silently."""
+    if media.kind == "image" and media.file_uri is None:
+        if media.url is not None:
+            scheme = media.url.split(":", 1)[0].lower()
+            if scheme not in ("http", "https", "data"):
+                raise InvalidRequestError(f"{where}: image URL scheme {scheme!r} is not supported; use https: or data:")
+        return
+    if media.kind == "video" and model.lower().removeprefix("zai-org/").startswith(_VIDEO_MODELS):
+        if media.url is not None and media.url.startswith(("http://", "https://")):
+            return
+        raise InvalidRequestError(
+            f"{where}: GLM takes video by http(s) URL only ({model} video_url); this video part has a {media.source}"
+        )
+    if media.kind == "video":
+        what = f"video parts; of GLM's vision models only {', '.join(_VIDEO_MODELS)} take video (by URL)"
+    elif media.file_uri is not None:
+        what = "provider file references (it has no Files API); send the image bytes or an https URL"
+    else:
+        what = f"{media.kind} parts; it takes images (all vision models) and video URLs"
+    raise InvalidRequestError(f"{where}: GLM ({model}) does not accept {what}")
+
+
+def check_media(request: ChatRequest) -> None:
+    """Every media part of `request` is one GLM takes (cheap: nothing is read or encoded)."""
+    for i, message in enumerate(request.messages):
+        if isinstance(message.content, str):
+            continue
+        for j, part in enumerate(message.content):
+            if isinstance(part, (ImagePart, MediaPart)):
+                _check_media(as_media_part(part), request.model, f"messages[{i}].content[{j}]")
+
+
+def _media_part(part: ImagePart | MediaPart, model: str, where: str) -> dict[str, Any]:
+    """GLM's ``image_url`` / ``video_url`` part."""
+    media = as_media_part(part)
+    _check_media(media, model, where)
+    if media.kind == "video":
+        return {"type": "video_url", "video_url": {"url": media.url}}
+    if media.url is not None:
+        url = media.url
+    else:
+        data = base64.b64encode(read_media(media, where)).decode("ascii")
+        url = f"data:{part_mime_type(media, where)};base64,{data}"
+    image: dict[str, Any] = {"url": url}
+    if media.detail:
+        image["detail"] = media.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def _encode_content(message: Message, index: int, model: str = "") -> str | list[dict[str, Any]]:
     if isinstance(message.content, str):
         return message.content
     parts: list[dict[str, Any]] = []
-    for part in message.content:
+    for j, part in enumerate(message.content):
         if isinstance(part, TextPart):
             parts.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
+        elif isinstance(part, (ImagePart, MediaPart)):
             if message.role != "user":
+                kind = "images" if isinstance(part, ImagePart) or part.kind == "image" else "media"
                 raise InvalidRequestError(
-                    f"messages[{index}]: GLM accepts images only in user messages, not in a {message.role!r} message"
+                    f"messages[{index}]: GLM accepts {kind} only in user messages, not in a {message.role!r} message"
                 )
-            image: dict[str, Any] = {"url": part.url}
-            if part.detail:
-                image["detail"] = part.detail
-            parts.append({"type": "image_url", "image_url": image})
+            parts.append(_media_part(part, model, f"messages[{index}].content[{j}]"))
         else:  # pragma: no cover - the Part union is closed
             raise InvalidRequestError(f"messages[{index}]: unsupported content part {type(part).__name__}")
     if message.role in ("system", "assistant", "tool"):
@@ -84,9 +148,9 @@ def _encode_content(message: Message, index: int) -> str | list[dict[str, Any]]:
     return parts
 
 
-def _encode_message(message: Message, index: int) -> dict[str, Any]:
+def _encode_message(message: Message, index: int, model: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role}
-    content = _encode_content(message, index)
+    content = _encode_content(message, index, model)
     if content or not message.tool_calls:
         out["content"] = content
     if message.name and message.role == "user":
@@ -160,7 +224,8 @@ def encode_request(request: ChatRequest, *, stream: bool, layout: bool = True) -
         head["tools"] = [_encode_tool(t) for t in request.tools]
     header = canonical_json(head, what="tools")
     segments = [
-        canonical_json(_encode_message(m, i), what=f"messages[{i}]").encode() for i, m in enumerate(request.messages)
+        canonical_json(_encode_message(m, i, request.model), what=f"messages[{i}]").encode()
+        for i, m in enumerate(request.messages)
     ]
     params: dict[str, Any] = {}
     if request.tool_choice is not None:

@@ -39,9 +39,14 @@ class EmulatorASGIApp:
         raw_query = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        response = self.emulator.handle(scope["method"], scope["path"], query, headers, b"".join(chunks))
+        body = b"".join(chunks)
+        response = self.emulator.handle(
+            scope["method"], scope["path"], query, headers, body, scheme=str(scope.get("scheme") or "http")
+        )
         if response.delay > 0:
             await asyncio.sleep(response.delay)
+        if response.disconnect:
+            return  # no answer at all: the server closes the exchange (uvicorn sends a 500)
         out_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
         if response.stream is None:
             out_headers.append((b"content-length", str(len(response.body)).encode()))

@@ -23,6 +23,7 @@ class RequestContext:
     now: float  # Unix time
     mono: float  # monotonic time for implicit-cache TTLs
     endpoint: Endpoint | None = None
+    scheme: str = "http"  # how the request arrived (builds the URLs a server hands back)
     parsed: Any = None
     model: str | None = None
 

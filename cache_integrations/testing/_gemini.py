@@ -254,7 +254,7 @@ def _resolve_request(emu: Emulator, model: str, body: Mapping[str, Any], where: 
     tool_config = _get(body, "toolConfig", "tool_config")
     cache_name = _get(body, "cachedContent", "cached_content")
     contents = _validate_contents(body.get("contents"), where, required=True)
-    content_segments = render_gemini_contents(contents)
+    content_segments = render_gemini_contents(contents, media=emu.files.render)
     if cache_name:
         if system or tools or tool_config:
             raise _Reject(invalid(CACHE_CONFLICT))
@@ -508,7 +508,7 @@ def handle_count_tokens(emu: Emulator, ctx: RequestContext, model: str) -> Emula
             plan = _resolve_request(emu, model, inner, "CountTokensRequest.generate_content_request")
         else:
             contents = _validate_contents(body.get("contents"), "CountTokensRequest", required=True)
-            plan = _Plan(model, [], render_gemini_contents(contents), None, None, contents, None)
+            plan = _Plan(model, [], render_gemini_contents(contents, emu.files.render), None, None, contents, None)
     except _Reject as reject:
         return reject.response
     tok = emu.tokenizer
@@ -604,14 +604,14 @@ def handle_cache_create(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:
         ctx.model = _strip_models(model)
         contents = _validate_contents(body.get("contents"), "CreateCachedContentRequest.cached_content", False)
         expire_ns = _expiry_from(body, now_ns, "cached_content")
+        system = _get(body, "systemInstruction", "system_instruction")
+        tools = body.get("tools")
+        tool_config = _get(body, "toolConfig", "tool_config")
+        segments = render_gemini_prefix(system, tools, tool_config) + render_gemini_contents(contents, emu.files.render)
     except _Reject as reject:
         return reject.response
     if expire_ns is None:
         expire_ns = now_ns + int(emu.gemini_default_cache_ttl * _NS)
-    system = _get(body, "systemInstruction", "system_instruction")
-    tools = body.get("tools")
-    tool_config = _get(body, "toolConfig", "tool_config")
-    segments = render_gemini_prefix(system, tools, tool_config) + render_gemini_contents(contents)
     tokens = emu.tokenizer.count_all(segments)
     minimum = emu.gemini_cache_min_tokens_for(ctx.model)
     if tokens < minimum:

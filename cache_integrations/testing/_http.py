@@ -17,7 +17,9 @@ class EmulatorResponse:
     Exactly one of ``body`` (a complete payload) or ``stream`` (SSE chunks, each already framed) is
     meaningful; ``is_stream`` tells which. ``delay`` is the latency to wait before answering and
     ``chunk_delay`` the pause between stream chunks; the serving layer applies them with ``time.sleep``
-    or ``asyncio.sleep`` so the core never blocks an event loop.
+    or ``asyncio.sleep`` so the core never blocks an event loop. ``disconnect`` asks the serving layer
+    to drop the connection instead of answering (the in-process transport raises
+    ``httpx.RemoteProtocolError``; the ASGI app answers nothing, which servers turn into a 500).
     """
 
     status: int
@@ -26,6 +28,7 @@ class EmulatorResponse:
     stream: Iterable[bytes] | None = None
     delay: float = 0.0
     chunk_delay: float = 0.0
+    disconnect: bool = False
 
     @property
     def is_stream(self) -> bool:

@@ -10,8 +10,11 @@ with newlines; token counts are additive across segments because whitespace is n
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+MediaRenderer = Callable[[Mapping[str, Any]], str]
+"""Renders one ``inlineData`` / ``fileData`` part as prompt text (the emulator's Files API supplies it)."""
 
 CHAT_GENERATION_MARKER = "<|assistant|>"
 GEMINI_GENERATION_MARKER = "<|model|>"
@@ -90,7 +93,7 @@ def render_chat(body: Mapping[str, Any], *, preserve_thinking: bool = False) -> 
     return segments
 
 
-def _gemini_part(part: Mapping[str, Any]) -> str:
+def _gemini_part(part: Mapping[str, Any], media: MediaRenderer | None = None) -> str:
     if "text" in part:
         return str(part.get("text") or "")
     call = part.get("functionCall") or part.get("function_call")
@@ -99,7 +102,9 @@ def _gemini_part(part: Mapping[str, Any]) -> str:
     resp = part.get("functionResponse") or part.get("function_response")
     if isinstance(resp, Mapping):
         return f"<|function_response|>\n{resp.get('name', '')}\n{_dumps(resp.get('response', {}))}"
-    for key in ("inlineData", "inline_data", "fileData", "file_data"):
+    if media is not None and any(isinstance(part.get(k), Mapping) for k in _BLOB_KEYS):
+        return media(part)
+    for key in _BLOB_KEYS:
         blob = part.get(key)
         if isinstance(blob, Mapping):
             mime = str(blob.get("mimeType") or blob.get("mime_type") or "")
@@ -107,8 +112,11 @@ def _gemini_part(part: Mapping[str, Any]) -> str:
     return _dumps(part)
 
 
-def render_gemini_contents(contents: Any) -> list[str]:
-    """One segment per ``Content``: a role marker and its parts."""
+_BLOB_KEYS = ("inlineData", "inline_data", "fileData", "file_data")
+
+
+def render_gemini_contents(contents: Any, media: MediaRenderer | None = None) -> list[str]:
+    """One segment per ``Content``: a role marker and its parts (media through `media` when given)."""
     segments: list[str] = []
     if not isinstance(contents, list):
         return segments
@@ -117,7 +125,7 @@ def render_gemini_contents(contents: Any) -> list[str]:
             continue
         role = str(content.get("role") or "user")
         parts = content.get("parts") or []
-        body = "\n".join(_gemini_part(p) for p in parts if isinstance(p, Mapping))
+        body = "\n".join(_gemini_part(p, media) for p in parts if isinstance(p, Mapping))
         segments.append(f"<|{role}|>\n{body}")
     return segments
 

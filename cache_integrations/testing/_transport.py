@@ -49,12 +49,15 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def _handle(self, request: httpx.Request, body: bytes) -> EmulatorResponse:
         query = {k: request.url.params[k] for k in request.url.params}
-        return self.emulator.handle(request.method, request.url.path, query, dict(request.headers), body)
+        headers = dict(request.headers)
+        return self.emulator.handle(request.method, request.url.path, query, headers, body, scheme=request.url.scheme)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._handle(request, request.read())
         if response.delay > 0:
             time.sleep(response.delay)
+        if response.disconnect:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
         if response.stream is None:
             return httpx.Response(response.status, headers=response.headers, content=response.body, request=request)
         return httpx.Response(response.status, headers=response.headers, stream=_SyncStream(response), request=request)
@@ -63,6 +66,8 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         response = self._handle(request, await request.aread())
         if response.delay > 0:
             await asyncio.sleep(response.delay)
+        if response.disconnect:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
         if response.stream is None:
             return httpx.Response(response.status, headers=response.headers, content=response.body, request=request)
         return httpx.Response(response.status, headers=response.headers, stream=_AsyncStream(response), request=request)

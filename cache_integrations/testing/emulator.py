@@ -23,6 +23,7 @@ from ._anthropic import handle_not_found as anthropic_not_found
 from ._anthropic_cache import BreakpointCache, min_cacheable_tokens
 from ._chat import glm_error, handle_chat, handle_openai_models, openai_error
 from ._context import RequestContext
+from ._files import PAYLOAD_TOO_LARGE, FileStore
 from ._gemini import (
     CachedContent,
     google_error,
@@ -88,6 +89,11 @@ class EmulatorCounters:
     caches_deleted: int = 0
     caches_expired: int = 0
     caches_alive: int = 0
+    files_uploaded: int = 0
+    files_deleted: int = 0
+    files_expired: int = 0
+    files_alive: int = 0
+    upload_bytes: int = 0
     errors_injected: int = 0
     error_responses: int = 0
 
@@ -121,7 +127,7 @@ class _ArmedFault:
 def _endpoint_of(path: str) -> Endpoint | None:
     if path.startswith(("/api/paas/", "/api/coding/paas/")):
         return "glm"
-    if path.startswith("/v1beta/") or path == "/v1beta":
+    if path.startswith(("/v1beta/", "/upload/v1beta/")) or path == "/v1beta":
         return "gemini"
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return "anthropic"
@@ -135,8 +141,9 @@ class Emulator:
 
     Routes: ``POST /api/paas/v4/chat/completions`` (also ``/api/coding/paas/v4/...``),
     ``POST /v1/chat/completions``, ``GET /v1/models``, Gemini's ``/v1beta/models/{m}:generateContent``,
-    ``:streamGenerateContent``, ``:countTokens`` and ``/v1beta/cachedContents[/{id}]``, and Anthropic's
-    ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
+    ``:streamGenerateContent``, ``:countTokens``, ``/v1beta/cachedContents[/{id}]`` and the Files API
+    (``/upload/v1beta/files`` resumable uploads, ``/v1beta/files[/{id}]``; see ``files``, a `FileStore`),
+    and Anthropic's ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
 
     Knobs are plain attributes and may be changed between requests: ``latency`` (seconds before each
     answer), ``stream_chunk_delay`` (seconds between stream chunks), ``stream_tokens_per_chunk``,
@@ -151,6 +158,8 @@ class Emulator:
     Anthropic ``cache_control`` breakpoints follow Anthropic's rules (see ``_anthropic_cache``);
     ``anthropic_cache_min_tokens`` overrides the documented per-model minimum cacheable length (an int,
     or model -> int with ``"*"`` as the fallback; ``None``: the documented table).
+    ``gemini_max_request_bytes`` is the largest Gemini JSON request (100 MB, the inline limit since
+    January 2026). Media in Gemini requests counts by Google's published rules (see ``_media``).
     All expiry reads ``clock`` (pass a ``FakeClock`` to jump past TTLs).
     """
 
@@ -199,6 +208,8 @@ class Emulator:
         self._seq = 0
         self._cache_seq = 0
         self._caches: dict[str, CachedContent] = {}
+        self.gemini_max_request_bytes = 100 * 1024 * 1024
+        self.files = FileStore(self)
         self._faults: list[_ArmedFault] = []
         self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
         self._c: dict[str, Any] = {}
@@ -213,8 +224,13 @@ class Emulator:
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
+        *,
+        scheme: str = "http",
     ) -> EmulatorResponse:
-        """Answer one HTTP request. Thread-safe; never sleeps (latency is left to the serving layer)."""
+        """Answer one HTTP request. Thread-safe; never sleeps (latency is left to the serving layer).
+
+        `scheme` is how the request arrived; it builds the URLs the emulator hands back (upload sessions).
+        """
         method = method.upper()
         path = path.rstrip("/") or "/"
         lowered = {k.lower(): v for k, v in (headers or {}).items()}
@@ -230,6 +246,7 @@ class Emulator:
                 now=self.clock.time(),
                 mono=self.clock.monotonic(),
                 endpoint=_endpoint_of(path),
+                scheme=scheme,
             )
             self._c["requests_total"] += 1
             by_endpoint: dict[str, int] = self._c["requests_by_endpoint"]
@@ -258,6 +275,14 @@ class Emulator:
             return handle_chat(self, ctx, "openai") if method == "POST" else self._not_found(ctx)
         if path == "/v1/models" and method == "GET":
             return handle_openai_models(self, ctx)
+        if ctx.endpoint == "gemini":
+            if len(ctx.body) > self.gemini_max_request_bytes and not path.startswith("/upload/"):
+                return google_error(
+                    400, PAYLOAD_TOO_LARGE.format(limit=self.gemini_max_request_bytes), "INVALID_ARGUMENT"
+                )
+            answered = self.files.route(ctx)
+            if answered is not None:
+                return answered
         m = _GEMINI_MODEL_RE.match(path)
         if m and method == "POST":
             model, action = m.group(1), m.group(2)
@@ -516,6 +541,7 @@ class Emulator:
             for name in _MAPPING_COUNTERS:
                 values[name] = dict(values[name])
             values["caches_alive"] = len(self._caches)
+            values["files_alive"] = self.files.alive_count()
             return EmulatorCounters(**values)
 
     def reset_counters(self) -> None:
@@ -524,7 +550,7 @@ class Emulator:
             self._c = {
                 name: 0
                 for name in EmulatorCounters.__dataclass_fields__
-                if name not in _MAPPING_COUNTERS and name != "caches_alive"
+                if name not in _MAPPING_COUNTERS and name not in ("caches_alive", "files_alive")
             }
             for name in _MAPPING_COUNTERS:
                 self._c[name] = {}

@@ -13,9 +13,28 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from threading import Lock
 
-__all__ = ["Tokenizer", "count_tokens", "tokenize"]
+__all__ = ["Tokenizer", "count_tokens", "media_marker", "tokenize"]
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+# Media (an image, a PDF, a video) renders into the prompt text as one marker that counts as the
+# media's tokens: "\ue000<id>:<tokens>\ue001" (private-use characters, never in real text). The id
+# comes first so two different media diverge right after the opening character.
+_MEDIA_OPEN = "\ue000"
+_MEDIA_RE = re.compile("\ue000([^\ue000\ue001:]*):(\\d+)\ue001")
+
+
+def media_marker(media_id: str, tokens: int) -> str:
+    """The prompt text standing for one piece of media worth `tokens` tokens."""
+    return f"{_MEDIA_OPEN}{media_id}:{int(tokens)}\ue001"
+
+
+def _count(text: str) -> int:
+    if _MEDIA_OPEN not in text:
+        return len(_TOKEN_RE.findall(text))
+    media = sum(int(m.group(2)) for m in _MEDIA_RE.finditer(text))
+    return media + len(_TOKEN_RE.findall(_MEDIA_RE.sub(" ", text)))
+
+
 _WORD_CHAR_RE = re.compile(r"\w")
 
 
@@ -40,15 +59,15 @@ class Tokenizer:
         return _TOKEN_RE.findall(text)
 
     def count(self, text: str) -> int:
-        """Number of tokens in ``text``; long segments are memoised."""
+        """Number of tokens in ``text`` (a media marker counts as its media's tokens); long segments are memoised."""
         if len(text) < self._memo_min_chars:
-            return len(_TOKEN_RE.findall(text))
+            return _count(text)
         with self._lock:
             hit = self._memo.get(text)
             if hit is not None:
                 self._memo.move_to_end(text)
                 return hit
-        n = len(_TOKEN_RE.findall(text))
+        n = _count(text)
         if len(text) > self._memo_max_chars:
             return n
         with self._lock:

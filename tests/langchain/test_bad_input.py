@@ -30,8 +30,16 @@ def llm() -> ChatGLM:
         ([ChatMessage(role="wizard", content="hi")], r"messages\[0\]: unknown role 'wizard'; allowed roles"),
         ([FunctionMessage(name="f", content="x")], r"messages\[0\]: unsupported message type FunctionMessage"),
         (
+            [HumanMessage(content=[{"type": "audio", "base64": "AAAA", "mime_type": "audio/wav"}])],
+            r"messages\[0\]\.content\[0\]: GLM \(glm-4\.7\) does not accept audio parts",
+        ),
+        (
             [HumanMessage(content=[{"type": "audio", "base64": "AAA", "mime_type": "audio/wav"}])],
-            r"messages\[0\]\.content\[0\]: content block type 'audio' is not supported in a user message",
+            r"messages\[0\]\.content\[0\]: the base64 data does not decode",
+        ),
+        (
+            [HumanMessage(content=[{"type": "hologram", "url": "https://x/y"}])],
+            r"messages\[0\]\.content\[0\]: content block type 'hologram' is not supported in a user message",
         ),
         (
             [SystemMessage(content=[{"type": "image_url", "image_url": {"url": "https://x/y.png"}}])],
