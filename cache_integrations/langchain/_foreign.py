@@ -40,6 +40,7 @@ __all__ = [
     "PreparedCall",
     "detect_provider",
     "session_from_metadata",
+    "tool_cache_control",
 ]
 
 logger = logging.getLogger("cache_integrations.langchain")
@@ -135,6 +136,21 @@ def _planning_tool(tool: Any) -> ToolDefinition:
         return ToolDefinition(str(name or type(tool).__name__))
 
 
+def tool_cache_control(tool: Any) -> Any:
+    """The caller's own ``cache_control`` on a tool (a dict tool's key, a `BaseTool`'s ``extras``), if any."""
+    if isinstance(tool, Mapping):
+        return tool.get("cache_control")
+    extras = getattr(tool, "extras", None)
+    return extras.get("cache_control") if isinstance(extras, Mapping) else None
+
+
+def _top_level_cache_control(call: ForeignCall, model: BaseChatModel) -> Any:
+    """A request-level ``cache_control`` (Anthropic's automatic caching) the caller set, per call or on the model."""
+    model_kwargs = getattr(model, "model_kwargs", None)
+    fallback = model_kwargs.get("cache_control") if isinstance(model_kwargs, Mapping) else None
+    return call.settings.get("cache_control", fallback)
+
+
 def _chars(request: ChatRequest) -> int:
     tools = sum(len(t.name) + len(t.description) + len(canonical_json(dict(t.parameters))) for t in request.tools)
     return tools + sum(message_chars(m) for m in request.messages)
@@ -176,12 +192,13 @@ class CachingCoordinator:
         self._announce(provider, model)
         name = str(call.settings.get("model") or _model_name(model))
         messages = (*call.system, *call.messages)
-        request = ChatRequest(
-            model=name,
-            messages=_planning_messages(messages) if messages else (),
-            tools=tuple(_planning_tool(t) for t in call.tools),
-        )
-        context = CallContext(provider=provider, model=name, session=call.session)
+        planning = _planning_messages(messages) if messages else ()
+        if planning and _top_level_cache_control(call, model):
+            # The caller's automatic caching marks the request's end: a marker of theirs the strategy counts.
+            planning = (*planning[:-1], replace(planning[-1], cache_point=True))
+        request = ChatRequest(model=name, messages=planning, tools=tuple(_planning_tool(t) for t in call.tools))
+        markers = sum(1 for t in call.tools if tool_cache_control(t) is not None)
+        context = CallContext(provider=provider, model=name, session=call.session, caller_markers=markers)
         plan = self.book.plan(request, context)
         if plan is None:
             return PreparedCall(call, request, context, None, _chars(request))

@@ -32,6 +32,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from ..errors import ConfigurationError
 from ..messages import ChatRequest
 from ..strategies import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
+from . import _anthropic  # noqa: F401  (registers PROVIDER_APPLIERS["anthropic"])
 from ._foreign import (
     CachingCoordinator,
     ForeignCall,

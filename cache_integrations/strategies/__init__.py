@@ -18,7 +18,14 @@ from typing import Any
 
 from ..messages import ChatRequest
 from ..usage import Usage
-from .anthropic import ANTHROPIC_MIN_CACHEABLE_TOKENS, AnthropicBreakpointStrategy, anthropic_min_tokens
+from .anthropic import (
+    ANTHROPIC_MIN_CACHEABLE_TOKENS,
+    AnthropicBreakpointStrategy,
+    anthropic_min_tokens,
+    breakpoint_position,
+    cache_control_of,
+    fit_caller_ttls,
+)
 from .base import (
     PROVIDERS,
     Breakpoint,
@@ -48,6 +55,9 @@ __all__ = [
     "TokenEstimator",
     "WarmupPlan",
     "anthropic_min_tokens",
+    "breakpoint_position",
+    "cache_control_of",
+    "fit_caller_ttls",
     "message_chars",
     "plan_warmup",
     "prompt_cache_key_for",

@@ -107,6 +107,9 @@ class CallContext:
     provider: Provider
     model: str
     session: str | None = None
+    caller_markers: int = 0
+    """Cache markers the caller placed outside the messages (on a tool definition), which count toward a
+    provider's limit (Anthropic's 4) like the `cache_point` messages do."""
 
 
 @dataclass(frozen=True, slots=True)
