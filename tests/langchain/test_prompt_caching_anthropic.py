@@ -8,7 +8,6 @@ with Anthropic's 400s anyway).
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 from uuid import UUID
@@ -231,7 +230,8 @@ def test_markers_the_caller_placed_count_toward_four_and_their_ttls_are_respecte
 
 def test_the_callers_messages_are_never_changed(emu: Emulator, server: RunningServer) -> None:
     llm = with_prompt_caching(chat(server)).bind_tools([get_weather])
-    history: list[BaseMessage] = [SystemMessage(SYSTEM), HumanMessage("Weather in Rome? Use get_weather.")]
+    question = HumanMessage([{"type": "text", "text": "Weather in Rome? Use get_weather."}])
+    history: list[BaseMessage] = [SystemMessage([{"type": "text", "text": SYSTEM}]), question]
     answer = llm.invoke(history)
     assert isinstance(answer, AIMessage)
     history += [answer, ToolMessage("Sunny", tool_call_id=answer.tool_calls[0]["id"])]
@@ -240,7 +240,8 @@ def test_the_callers_messages_are_never_changed(emu: Emulator, server: RunningSe
     llm.invoke(history)
     llm.invoke(history)
     assert history == before
-    assert any("cache_control" in json.dumps(b) for b in bodies(emu)[1:])
+    # The system prompt and (past the lookback) the first question were marked, on copies.
+    assert markers(bodies(emu)[-1])[:2] == [("system.0", FIVE), ("messages.0.content.0", FIVE)]
 
 
 @pytest.mark.parametrize(
@@ -396,3 +397,14 @@ def test_a_cold_batch_of_20_sends_one_first_then_reads(emu: Emulator, server: Ru
     for body in bodies(emu):
         check_breakpoints(emu, body)
     assert usage.total.cache_read_tokens == emu.counters.cached_tokens_by_endpoint["anthropic"]
+
+
+def test_a_marked_tool_message_still_converts_for_the_handler() -> None:
+    """The handler and diagnostics read the messages the agent sends, marked ones included."""
+    from cache_integrations.langchain._convert import messages_from_langchain
+
+    call = AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Rome"}, "id": "toolu_01"}])
+    marked = mark_message(ToolMessage("Sunny", tool_call_id="toolu_01"), FIVE)
+    assert marked is not None
+    neutral = messages_from_langchain([HumanMessage("q"), call, marked])
+    assert neutral[-1].role == "tool" and neutral[-1].text == "Sunny" and neutral[-1].cache_point
