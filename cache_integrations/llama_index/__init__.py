@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from . import _anthropic as _anthropic  # registers the Anthropic applier where the with_prompt_caching registry exists
 from .handlers import (
     CachedTokenCountingHandler,
     CacheUsageHandler,

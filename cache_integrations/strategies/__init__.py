@@ -25,6 +25,7 @@ from .anthropic import (
     breakpoint_position,
     cache_control_of,
     fit_caller_ttls,
+    within_budget,
 )
 from .base import (
     PROVIDERS,
@@ -63,6 +64,7 @@ __all__ = [
     "prompt_cache_key_for",
     "provider_from_hints",
     "strategy_for",
+    "within_budget",
 ]
 
 

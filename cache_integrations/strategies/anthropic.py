@@ -44,6 +44,7 @@ __all__ = [
     "cache_control_of",
     "content_blocks",
     "fit_caller_ttls",
+    "within_budget",
 ]
 
 MAX_BREAKPOINTS = 4
@@ -337,3 +338,13 @@ def fit_caller_ttls(breakpoints: Sequence[Breakpoint], caller: Mapping[int, str]
             ttl = "5m"
         out.append(bp if ttl == bp.ttl else Breakpoint(bp.where, bp.index, ttl))
     return tuple(out)
+
+
+def within_budget(breakpoints: Sequence[Breakpoint], used: int) -> tuple[Breakpoint, ...]:
+    """The breakpoints that fit next to `used` markers of the caller's (4 in all), by the strategy's priority:
+    the latest first (the request's end, then the previous request's end), the system prompt or tools last."""
+    room = max(MAX_BREAKPOINTS - used, 0)
+    if len(breakpoints) <= room:
+        return tuple(breakpoints)
+    kept = sorted(breakpoints, key=breakpoint_position, reverse=True)[:room]
+    return tuple(sorted(kept, key=breakpoint_position))
