@@ -8,6 +8,7 @@ is that coordinator's loop in three lines (plan on the neutral request, lay out,
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +182,9 @@ def test_the_callers_markers_count_and_an_llm_with_cache_idx_is_left_alone(
     body = emu.requests[-1].body
     # 3 caller markers (1 hour) leave room for one: the request's end (5 minutes, after them: valid).
     assert markers(body)[-1] == ("automatic", FIVE) and len(markers(body)) == 4
+    # One caller marker of 1 hour: our system breakpoint before it must be 1 hour too (else a 400).
+    send(llm, strategy, [ChatMessage(role="system", content=SYSTEM), docs[0], ChatMessage(role="user", content="q")])
+    assert markers(emu.requests[-1].body)[0] == ("system.0", {"type": "ephemeral", "ttl": "1h"})
     own = Anthropic(model=MODEL, base_url=server.anthropic_base_url, api_key="sk-ant-test", max_retries=0, cache_idx=0)
     call = Call(own, (ChatMessage(role="system", content=SYSTEM), ChatMessage(role="user", content="q")))
     plan = strategy.plan(ChatRequest(MODEL, messages_from_llama_index(list(call.messages))), CTX)
@@ -209,3 +213,25 @@ def test_caller_markers_and_system_text_follow_the_package() -> None:
     assert system_text(messages) == "a\nb"
     count, ttls = caller_markers(Call(None, messages, ({**WEATHER, "cache_control": FIVE},), {}))
     assert count == 2 and ttls == {-1: "5m", 2: "1h"}  # the system CachePoint is dropped by the package
+
+
+def test_a_tool_message_is_never_marked_inside_its_tool_result(llm: Anthropic, emu: Emulator) -> None:
+    """The previous request ended in a tool result and the next turn adds 25 blocks: the API refuses a marker
+    inside the tool_result's content and the package has no other place for it, so that breakpoint is dropped
+    (the system prompt still reads)."""
+    strategy = AnthropicBreakpointStrategy()
+    history = [ChatMessage(role="system", content=SYSTEM), ChatMessage(role="user", content="Weather in Rome?")]
+    answer = send(llm, strategy, history, tools=[WEATHER])
+    (call,) = llm.get_tool_calls_from_response(answer)
+    history += [
+        answer.message,
+        ChatMessage(role="tool", content="Sunny", additional_kwargs={"tool_call_id": call.tool_id}),
+    ]
+    send(llm, strategy, history, tools=[WEATHER])
+    pages = ChatMessage(role="user", blocks=[TextBlock(text=f"Page {p}: table row {p}.") for p in range(25)])
+    last = send(llm, strategy, [*history, ChatMessage(role="assistant", content="Sunny."), pages], tools=[WEATHER])
+    body = emu.requests[-1].body
+    tool_result = body["messages"][2]["content"][0]
+    assert tool_result["type"] == "tool_result" and "cache_control" not in json.dumps(tool_result)
+    assert markers(body) == [("system.0", FIVE), ("automatic", FIVE)]
+    assert usage(last)[0] > 1500
