@@ -469,6 +469,27 @@ def test_tool_use_round_trip(sdk: anthropic.Anthropic, stream: bool) -> None:
     assert final.content[0].type == "text" and "Sunny, 24 C" in final.content[0].text
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_tool_use_for_each_item(sdk: anthropic.Anthropic, stream: bool) -> None:
+    """The convention: "for each of: A, B and C" gets one tool_use per item; disable_parallel_tool_use one."""
+    question = {"role": "user", "content": "What is the weather for each of: Paris, Rome and Oslo."}
+    params: dict[str, Any] = {"model": MODEL, "max_tokens": 256, "tools": [WEATHER], "messages": [question]}
+    if stream:
+        with sdk.messages.stream(**params) as s:
+            reply = s.get_final_message()
+    else:
+        reply = sdk.messages.create(**params)
+    calls = [b for b in reply.content if b.type == "tool_use"]
+    assert [c.input for c in calls] == [{"city": "Paris"}, {"city": "Rome"}, {"city": "Oslo"}]
+    assert len({c.id for c in calls}) == 3
+    results = [{"type": "tool_result", "tool_use_id": c.id, "content": f"Sunny {i}"} for i, c in enumerate(calls)]
+    follow = [question, {"role": "assistant", "content": reply.content}, {"role": "user", "content": results}]
+    final = sdk.messages.create(model=MODEL, max_tokens=256, tools=[WEATHER], messages=follow)
+    assert final.stop_reason == "end_turn"
+    single = sdk.messages.create(**params, tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+    assert len([b for b in single.content if b.type == "tool_use"]) == 1
+
+
 def test_tool_choice_none_and_forced(sdk: anthropic.Anthropic) -> None:
     question = {"role": "user", "content": "Weather in Oslo?"}
     plain = sdk.messages.create(
