@@ -320,7 +320,9 @@ def with_prompt_caching(model: BaseChatModel, *, warmup: bool = True, **options:
     Options: `provider` (default: detected from the model's class and base URL; ``"openai"`` for an OpenAI
     proxy on another host); `layout` (default True: system messages first, tools by name); `prompt_cache_key` (OpenAI: a
     fixed key, a callable of the `CallContext`, or None to hash the run's `thread_id` / `session_id`);
-    `retention` (OpenAI: ``"in_memory"`` or ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode).
+    `retention` (OpenAI: ``"in_memory"`` or ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode);
+    `ttl` (Anthropic: ``"auto"``, the default, picks 1 hour where calls sharing a prefix come more than 5
+    minutes apart; ``"5m"`` or ``"1h"`` fix it) and `min_tokens` (Anthropic: model -> minimum cacheable tokens).
     `warmup`: send one request of a cold shared prefix before the rest of a `batch`.
     """
     if not isinstance(model, BaseChatModel):

@@ -69,14 +69,15 @@ __all__ = [
 
 
 _IMPLICIT_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options")
-_ANTHROPIC_OPTIONS = ("ttl", "min_tokens")
+_ANTHROPIC_OPTIONS = ("ttl", "min_tokens", "clock")
 
 
 def strategy_for(provider: Provider, *, estimator: TokenEstimator | None = None, **options: Any) -> CachingStrategy:
     """The strategy for `provider`, configured with the options that apply to it.
 
     Implicit / OpenAI: `prompt_cache_key`, `retention`, `prompt_cache_options`. Anthropic: `ttl`
-    (``"auto"``, ``"5m"``, ``"1h"``), `min_tokens` (model -> minimum cacheable tokens). Options meant for
+    (``"auto"``, ``"5m"``, ``"1h"``), `min_tokens` (model -> minimum cacheable tokens), `clock` (a
+    monotonic clock for the reuse gaps, for simulations and tests). Options meant for
     other providers are ignored, so one set of options serves a middleware whatever the model.
     """
     if provider == "anthropic":

@@ -469,6 +469,13 @@ def test_tool_use_round_trip(sdk: anthropic.Anthropic, stream: bool) -> None:
     assert final.content[0].type == "text" and "Sunny, 24 C" in final.content[0].text
 
 
+def test_a_marker_adds_no_prompt_tokens(sdk: anthropic.Anthropic) -> None:
+    question = [{"role": "user", "content": "Weather in Oslo?"}]
+    plain = usage_of(sdk, tools=[WEATHER], messages=question)
+    marked = usage_of(sdk, tools=[{**WEATHER, "cache_control": EPHEMERAL}], messages=question)
+    assert total_input(marked) == total_input(plain)
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_parallel_tool_use_for_each_item(sdk: anthropic.Anthropic, stream: bool) -> None:
     """The convention: "for each of: A, B and C" gets one tool_use per item; disable_parallel_tool_use one."""
