@@ -13,7 +13,7 @@ from typing import Any
 
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
-from . import efficiency, gemini, llama_index_chat, overhead, registry
+from . import anthropic, efficiency, gemini, llama_index_chat, overhead, registry
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in WORKLOADS
     ]
     gem = gemini.measure()
+    claude = anthropic.measure()
     chat_engines = llama_index_chat.measure()
     lookups, herd = registry.measure()
     timings = overhead.measure(rounds=args.rounds)
@@ -93,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {g.caches_created} | {_money(g.cost)} | {_money(g.storage_cost)} | {_money(g.cost_without_caching)} "
             f"| {_money(saved)} |"
         )
+    lines += [
+        "",
+        "## ChatAnthropic: plugin, plain model, AnthropicPromptCachingMiddleware",
+        "",
+        anthropic.__doc__.strip().split("\n\n")[1].replace("\n", " ") if anthropic.__doc__ else "",
+        "",
+        *anthropic.table(claude),
+    ]
     lines += [
         "",
         "## LlamaIndex chat over a document index: stock vs cache-friendly chat engine",
@@ -147,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "efficiency": [asdict(r) for r in eff],
                     "gemini": [asdict(g) for g in gem],
+                    "anthropic": [asdict(c) for c in claude],
                     "llama_index_chat_engines": chat_engines,
                     "registry_lookup": [asdict(x) for x in lookups],
                     "thundering_herd": [asdict(h) for h in herd],
