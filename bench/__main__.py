@@ -14,7 +14,7 @@ from typing import Any
 from cache_integrations.progress import progress_bar
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
-from . import efficiency, gemini, gemini_foreign, instrumentation, llama_index_chat, overhead, registry
+from . import anthropic, efficiency, gemini, gemini_foreign, instrumentation, llama_index_chat, overhead, registry
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     rules_sets = (("GLM (no minimum, 1-token steps)", GLM_RULES), ("OpenAI-style (1024 min, 128 steps)", OPENAI_RULES))
-    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 6) as advance:  # on a terminal only
+    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 7) as advance:  # on a terminal only
         eff = []
         for rules_name, rules in rules_sets:
             for w in WORKLOADS:
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         gem = gemini.measure()
         advance(1)
         foreign = gemini_foreign.measure()
+        advance(1)
+        claude = anthropic.measure()
         advance(1)
         chat_engines = llama_index_chat.measure()
         advance(1)
@@ -108,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         gemini_foreign.__doc__.strip().split("\n\n")[1].replace("\n", " ") if gemini_foreign.__doc__ else "",
         "",
         *gemini_foreign.table(foreign),
+        "",
+        "## ChatAnthropic: plugin, plain model, AnthropicPromptCachingMiddleware",
+        "",
+        anthropic.__doc__.strip().split("\n\n")[1].replace("\n", " ") if anthropic.__doc__ else "",
+        "",
+        *anthropic.table(claude),
     ]
     lines += [
         "",
@@ -188,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                     "efficiency": [asdict(r) for r in eff],
                     "gemini": [asdict(g) for g in gem],
                     "gemini_foreign": [asdict(f) for f in foreign],
+                    "anthropic": [asdict(c) for c in claude],
                     "llama_index_chat_engines": chat_engines,
                     "registry_lookup": [asdict(x) for x in lookups],
                     "thundering_herd": [asdict(h) for h in herd],

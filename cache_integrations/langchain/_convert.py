@@ -94,6 +94,11 @@ def _content(
             parts.append(media_from_block(block, f"{where}.content[{j}]"))
         elif role == "assistant" and kind in _TOOL_CALL_BLOCKS:
             continue
+        elif role == "tool" and kind == "tool_result":
+            # Anthropic's own shape of a tool answer (a ToolMessage holding its tool_result block): its content.
+            inner, inner_point, _ = _content(block.get("content") or "", f"{where}.content[{j}].content", role)
+            cache_point = cache_point or inner_point
+            parts.extend((TextPart(inner),) if isinstance(inner, str) else inner)
         elif role == "assistant" and kind in ("reasoning", "thinking"):
             reasoning.append(str(block.get("reasoning") or block.get("thinking") or ""))
         else:
@@ -215,17 +220,23 @@ def usage_to_langchain(usage: Usage | None) -> UsageMetadata | None:
     return meta
 
 
+_WRITE_KEYS = ("cache_creation", "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+
+
 def usage_from_langchain(meta: Mapping[str, Any], response_metadata: Mapping[str, Any] | None = None) -> Usage:
     """Read any LangChain model's `usage_metadata` (so the handler works for every chat model).
 
-    Explicit-cache storage and writes booked by the call travel in ``response_metadata["cache"]``.
+    Explicit-cache storage and writes booked by the call travel in ``response_metadata["cache"]``. Anthropic's
+    writes arrive split by TTL (``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``), with
+    ``cache_creation`` then set to 0 by langchain-anthropic: all three are writes.
     """
     inp = meta.get("input_token_details") or {}
     out = meta.get("output_token_details") or {}
+    written = sum(int(inp.get(k) or 0) for k in _WRITE_KEYS)
     usage = Usage(
         input_tokens=int(meta.get("input_tokens") or 0),
         cache_read_tokens=int(inp.get("cache_read") or 0),
-        cache_write_tokens=int(inp.get("cache_creation") or 0),
+        cache_write_tokens=written,
         output_tokens=int(meta.get("output_tokens") or 0),
         reasoning_tokens=int(out.get("reasoning") or 0),
     )

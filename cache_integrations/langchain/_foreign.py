@@ -46,6 +46,7 @@ __all__ = [
     "PreparedCall",
     "detect_provider",
     "session_from_metadata",
+    "tool_cache_control",
 ]
 
 logger = logging.getLogger("cache_integrations.langchain")
@@ -169,6 +170,21 @@ def _tool_choice(settings: Mapping[str, Any], names: list[str]) -> tuple[ToolCho
         return None, False
 
 
+def tool_cache_control(tool: Any) -> Any:
+    """The caller's own ``cache_control`` on a tool (a dict tool's key, a `BaseTool`'s ``extras``), if any."""
+    if isinstance(tool, Mapping):
+        return tool.get("cache_control")
+    extras = getattr(tool, "extras", None)
+    return extras.get("cache_control") if isinstance(extras, Mapping) else None
+
+
+def _top_level_cache_control(call: ForeignCall, model: BaseChatModel) -> Any:
+    """A request-level ``cache_control`` (Anthropic's automatic caching) the caller set, per call or on the model."""
+    model_kwargs = getattr(model, "model_kwargs", None)
+    fallback = model_kwargs.get("cache_control") if isinstance(model_kwargs, Mapping) else None
+    return call.settings.get("cache_control", fallback)
+
+
 class CachingCoordinator:
     """Plans and applies caching for one wrapped model or middleware; learns from reported usage.
 
@@ -207,6 +223,9 @@ class CachingCoordinator:
         name = str(call.settings.get("model") or _model_name(model))
         messages = (*call.system, *call.messages)
         neutral, exact = _converted_messages(messages) if messages else ((), True)
+        if neutral and _top_level_cache_control(call, model):
+            # The caller's automatic caching marks the request's end: a marker of theirs the strategy counts.
+            neutral = (*neutral[:-1], replace(neutral[-1], cache_point=True))
         tools = [_converted_tool(t) for t in call.tools]
         choice, understood = _tool_choice(call.settings, [t.name for t, _ in tools])
         request = ChatRequest(model=name, messages=neutral, tools=tuple(t for t, _ in tools), tool_choice=choice)
@@ -218,6 +237,7 @@ class CachingCoordinator:
             session=call.session,
             endpoint=None if own_cache else client_endpoint(provider, model),
             exact=exact and understood and all(ok for _, ok in tools),
+            caller_markers=sum(1 for t in call.tools if tool_cache_control(t) is not None),
         )
         return request, context
 

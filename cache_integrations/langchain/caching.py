@@ -33,6 +33,7 @@ from ..errors import ConfigurationError
 from ..messages import ChatRequest
 from ..observe import CallObservation, aiterate_active, check_instrument, iterate_active
 from ..strategies import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
+from . import _anthropic  # noqa: F401  (registers PROVIDER_APPLIERS["anthropic"])
 from ._foreign import (
     CachingCoordinator,
     ForeignCall,
@@ -486,7 +487,9 @@ def with_prompt_caching(
     Options: `provider` (default: detected from the model's class and base URL; ``"openai"`` for an OpenAI
     proxy on another host); `layout` (default True: system messages first, tools by name); `prompt_cache_key` (OpenAI: a
     fixed key, a callable of the `CallContext`, or None to hash the run's `thread_id` / `session_id`);
-    `retention` (OpenAI: ``"in_memory"`` or ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode).
+    `retention` (OpenAI: ``"in_memory"`` or ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode);
+    `ttl` (Anthropic: ``"auto"``, the default, picks 1 hour where calls sharing a prefix come more than 5
+    minutes apart; ``"5m"`` or ``"1h"`` fix it) and `min_tokens` (Anthropic: model -> minimum cacheable tokens).
     `warmup`: send one request of a cold shared prefix before the rest of a `batch`. `instrument`: OpenTelemetry
     spans and metrics per call (see `cache_integrations.otel`; None follows `instrument()`).
     """

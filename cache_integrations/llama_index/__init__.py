@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from . import _anthropic as _anthropic  # registers the Anthropic applier where the with_prompt_caching registry exists
 from .caching import PromptCachingLLM, prompt_cache_session, with_prompt_caching
 from .handlers import (
     CachedTokenCountingHandler,

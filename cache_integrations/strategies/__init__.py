@@ -20,7 +20,15 @@ from typing import Any
 
 from ..messages import ChatRequest
 from ..usage import Usage
-from .anthropic import ANTHROPIC_MIN_CACHEABLE_TOKENS, AnthropicBreakpointStrategy, anthropic_min_tokens
+from .anthropic import (
+    ANTHROPIC_MIN_CACHEABLE_TOKENS,
+    AnthropicBreakpointStrategy,
+    anthropic_min_tokens,
+    breakpoint_position,
+    cache_control_of,
+    fit_caller_ttls,
+    within_budget,
+)
 from .base import (
     PROVIDERS,
     SESSION_KEYS,
@@ -68,8 +76,11 @@ __all__ = [
     "TokenEstimator",
     "WarmupPlan",
     "anthropic_min_tokens",
+    "breakpoint_position",
+    "cache_control_of",
     "cached_content_gone",
     "client_endpoint",
+    "fit_caller_ttls",
     "gemini_endpoint",
     "message_chars",
     "plan_warmup",
@@ -80,10 +91,11 @@ __all__ = [
     "strategy_for",
     "tool_choice_from_gemini_config",
     "tools_from_gemini",
+    "within_budget",
 ]
 
 _IMPLICIT_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options")
-_ANTHROPIC_OPTIONS = ("ttl", "min_tokens")
+_ANTHROPIC_OPTIONS = ("ttl", "min_tokens", "clock")
 STRATEGY_OPTIONS: tuple[str, ...] = (*_IMPLICIT_OPTIONS, *_ANTHROPIC_OPTIONS, *GEMINI_OPTIONS)
 """The strategy options `StrategyBook` (and so every adapter) accepts; a strategy that takes a new option
 adds its name here, and anything else is rejected before a call is made (a typo never goes unnoticed)."""
@@ -93,9 +105,10 @@ def strategy_for(provider: Provider, *, estimator: TokenEstimator | None = None,
     """The strategy for `provider`, configured with the options that apply to it.
 
     Implicit / OpenAI: `prompt_cache_key`, `retention`, `prompt_cache_options`. Anthropic: `ttl`
-    (``"auto"``, ``"5m"``, ``"1h"``), `min_tokens` (model -> minimum cacheable tokens). Google: `cache_mode`
-    (``"auto"``, ``"always"``, ``"off"``), `cache_ttl`, `cache_registry`. Options meant for other providers are
-    ignored, so one set of options serves a middleware whatever the model.
+    (``"auto"``, ``"5m"``, ``"1h"``), `min_tokens` (model -> minimum cacheable tokens), `clock` (a
+    monotonic clock for the reuse gaps, for simulations and tests). Google: `cache_mode` (``"auto"``,
+    ``"always"``, ``"off"``), `cache_ttl`, `cache_registry`. Options meant for other providers are ignored,
+    so one set of options serves a middleware whatever the model.
     """
     if provider == "anthropic":
         anthropic = {k: options[k] for k in _ANTHROPIC_OPTIONS if k in options}

@@ -133,6 +133,9 @@ class CallContext:
     session: str | None = None
     endpoint: Any = field(default=None, repr=False, compare=False)
     exact: bool = True
+    caller_markers: int = 0
+    """Cache markers the caller placed outside the messages (on a tool definition), which count toward a
+    provider's limit (Anthropic's 4) like the `cache_point` messages do."""
 
 
 @dataclass(frozen=True, slots=True)
