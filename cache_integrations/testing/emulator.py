@@ -21,20 +21,23 @@ from ._anthropic import handle_count_tokens as handle_anthropic_count_tokens
 from ._anthropic import handle_messages as handle_anthropic_messages
 from ._anthropic import handle_not_found as anthropic_not_found
 from ._anthropic_cache import BreakpointCache, min_cacheable_tokens
+from ._breakpoints import BreakpointStore
 from ._chat import glm_error, handle_chat
 from ._context import RequestContext
 from ._files import PAYLOAD_TOO_LARGE, FileStore
+from ._gate import AnswerGate
 from ._gemini import handle_count_tokens, handle_generate, handle_models
 from ._gemini_caches import CachedContent, handle_cache_create, handle_cache_item, handle_cache_list
 from ._google import google_error
 from ._http import EmulatorResponse, json_response
 from ._openai import handle_openai_models, openai_error
 from ._prefix import PrefixCache
-from ._strict import GEMINI_MODELS, GLM_MODELS, OPENAI_MODELS
+from ._strict import DASHSCOPE_MODELS, DEEPSEEK_MODELS, GEMINI_MODELS, GLM_MODELS, OPENAI_MODELS
 from ._synth import digest, encode
 from .clock import Clock, SystemClock
 from .faults import Endpoint, Fault, default_error_body
-from .rules import GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
+from .physics import OpenAIPhysics, Router
+from .rules import DASHSCOPE_RULES, DEEPSEEK_RULES, GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -51,6 +54,10 @@ _GEMINI_CACHE_RE = re.compile(r"^/v1beta/cachedContents/([^/:]+)$")
 _GEMINI_MODEL_INFO_RE = re.compile(r"^/v1beta/models/([^/:]+)$")
 _ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 _GLM_CHAT_PATHS = ("/api/paas/v4/chat/completions", "/api/coding/paas/v4/chat/completions")
+# DeepSeek's base URL is https://api.deepseek.com (``/v1`` also accepted); DashScope's compatible mode is
+# .../compatible-mode/v1. The emulator serves them under their own prefixes, beside OpenAI's /v1.
+_DEEPSEEK_CHAT_PATHS = ("/deepseek/chat/completions", "/deepseek/v1/chat/completions")
+_DASHSCOPE_CHAT_PATHS = ("/compatible-mode/v1/chat/completions",)
 _REDACTED = "***"
 _MAPPING_COUNTERS = ("requests_by_endpoint", "cached_tokens_by_endpoint", "cache_write_tokens_by_endpoint")
 
@@ -64,7 +71,9 @@ class EmulatorCounters:
     ``cachedContents`` (``cachedContentTokenCount``) and Anthropic ``cache_control`` breakpoints
     (``cache_read_input_tokens``). ``cache_write_tokens`` sums Anthropic ``cache_creation_input_tokens``.
     ``cached_tokens_by_endpoint`` / ``cache_write_tokens_by_endpoint`` split reads and writes per API
-    (``"glm"``, ``"openai"``, ``"gemini"``, ``"anthropic"``), to compare with what a client reported.
+    (``"glm"``, ``"openai"``, ``"deepseek"``, ``"dashscope"``, ``"gemini"``, ``"anthropic"``), to compare
+    with what a client reported; writes include OpenAI ``cache_write_tokens`` (GPT-5.6) and DashScope
+    ``cache_creation_input_tokens``.
     ``prompt_tokens`` counts whole prompts (for Anthropic: input + cache creation + cache read).
     ``errors_injected`` counts fault-injected answers; ``error_responses`` every 4xx/5xx answer.
     """
@@ -118,6 +127,8 @@ class RecordedRequest:
     body: Any
     status: int
     usage: Mapping[str, Any] | None = None
+    replica: int | None = None
+    """With ``Emulator(openai_physics=...)``: the OpenAI cache machine the request was routed to."""
 
 
 @dataclass
@@ -129,6 +140,10 @@ class _ArmedFault:
 def _endpoint_of(path: str) -> Endpoint | None:
     if path.startswith(("/api/paas/", "/api/coding/paas/")):
         return "glm"
+    if path == "/deepseek" or path.startswith("/deepseek/"):
+        return "deepseek"
+    if path.startswith("/compatible-mode/"):
+        return "dashscope"
     if path.startswith(("/v1beta/", "/upload/v1beta/")) or path == "/v1beta":
         return "gemini"
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
@@ -142,7 +157,10 @@ class Emulator:
     """A local fake of Zhipu GLM, OpenAI-compatible, Gemini and Anthropic HTTP APIs with their caching rules.
 
     Routes: ``POST /api/paas/v4/chat/completions`` (also ``/api/coding/paas/v4/...``),
-    ``POST /v1/chat/completions``, ``GET /v1/models``, Gemini's ``/v1beta/models/{m}:generateContent``,
+    ``POST /v1/chat/completions``, ``GET /v1/models``, DeepSeek's ``POST /deepseek/chat/completions``
+    (usage with ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens``, on the finish chunk of a
+    stream), DashScope's ``POST /compatible-mode/v1/chat/completions`` (Qwen; ``cache_control`` markers
+    switch to explicit mode with ``cache_creation_input_tokens``), Gemini's ``/v1beta/models/{m}:generateContent``,
     ``:streamGenerateContent``, ``:countTokens``, ``/v1beta/cachedContents[/{id}]`` and the Files API
     (``/upload/v1beta/files`` resumable uploads, ``/v1beta/files[/{id}]``; see ``files``, a `FileStore`),
     and Anthropic's ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
@@ -168,8 +186,13 @@ class Emulator:
     ``known_models`` alone turns the model check on; ``api_keys`` turns the key check on (GLM: 401
     code 1000/1001, Gemini: 400 ``API_KEY_INVALID``, OpenAI: 401 ``invalid_api_key``).
 
-    Caching: ``glm_rules`` / ``openai_rules`` / ``gemini_rules`` per endpoint, ``model_rules`` per model
-    name; ``max_implicit_entries`` bounds remembered prompts (oldest evicted first; Anthropic entries: 4x);
+    Caching: ``glm_rules`` / ``openai_rules`` / ``deepseek_rules`` / ``dashscope_rules`` / ``gemini_rules``
+    per endpoint, ``model_rules`` per model name; ``openai_physics`` (an ``OpenAIPhysics``, off by default)
+    turns on the model of OpenAI's cache routing: several machines each with its own cache, routing by the
+    prefix start and ``prompt_cache_key``, overflow above ~15 requests per minute, writes on delivery,
+    idle eviction (see ``cache_integrations.testing.physics``); GPT-5.6 ``prompt_cache_options`` explicit
+    mode and ``cache_write_tokens`` are modelled with or without it (``_breakpoints``);
+    ``max_implicit_entries`` bounds remembered prompts (oldest evicted first; Anthropic entries: 4x);
     ``gemini_cache_min_tokens`` is the explicit-cache minimum (an int, or model -> int with ``"*"`` as
     the fallback); explicit caches live ``gemini_default_cache_ttl`` seconds unless told otherwise.
     Anthropic ``cache_control`` breakpoints follow Anthropic's rules (see ``_anthropic_cache``);
@@ -187,6 +210,9 @@ class Emulator:
         glm_rules: CacheRules = GLM_RULES,
         openai_rules: CacheRules = OPENAI_RULES,
         gemini_rules: CacheRules = GEMINI_RULES,
+        deepseek_rules: CacheRules = DEEPSEEK_RULES,
+        dashscope_rules: CacheRules = DASHSCOPE_RULES,
+        openai_physics: OpenAIPhysics | None = None,
         model_rules: Mapping[str, CacheRules] | None = None,
         gemini_cache_min_tokens: int | Mapping[str, int] = 1024,
         gemini_default_cache_ttl: float = 3600.0,
@@ -210,6 +236,10 @@ class Emulator:
         self.glm_rules = glm_rules
         self.openai_rules = openai_rules
         self.gemini_rules = gemini_rules
+        self.deepseek_rules = deepseek_rules
+        self.dashscope_rules = dashscope_rules
+        self.openai_physics = openai_physics
+        self._router = Router(openai_physics or OpenAIPhysics())
         self.model_rules: dict[str, CacheRules] = dict(model_rules or {})
         self.gemini_cache_min_tokens = gemini_cache_min_tokens
         self.gemini_default_cache_ttl = gemini_default_cache_ttl
@@ -229,9 +259,13 @@ class Emulator:
         self.glm_models: list[str] = list(GLM_MODELS)
         self.openai_models: list[str] = list(OPENAI_MODELS)
         self.gemini_models: list[str] = list(GEMINI_MODELS)
+        self.deepseek_models: list[str] = list(DEEPSEEK_MODELS)
+        self.dashscope_models: list[str] = list(DASHSCOPE_MODELS)
         self.tokenizer = Tokenizer()
         self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
         self._anthropic_cache = BreakpointCache(max_entries=4 * max_implicit_entries)  # up to 4 per request
+        self._breakpoints = BreakpointStore(max_entries=4 * max_implicit_entries)  # OpenAI / DashScope explicit
+        self._gates: list[AnswerGate] = []
         self._lock = threading.RLock()
         self._seq = 0
         self._cache_seq = 0
@@ -289,6 +323,7 @@ class Emulator:
             response.delay = self.latency
             response.chunk_delay = self.stream_chunk_delay
             response.on_complete = ctx.on_complete
+            response.hold = self._take_gate(ctx)
             self._log.append(self._record(ctx, response.status))
             return response
 
@@ -300,7 +335,7 @@ class Emulator:
             return handle_anthropic_count_tokens(self, ctx)
         if path in _GLM_CHAT_PATHS:
             return handle_chat(self, ctx, "glm") if method == "POST" else self._not_found(ctx)
-        if path == "/v1/chat/completions":
+        if path == "/v1/chat/completions" or path in _DEEPSEEK_CHAT_PATHS or path in _DASHSCOPE_CHAT_PATHS:
             return handle_chat(self, ctx, "openai") if method == "POST" else self._not_found(ctx)
         if path == "/v1/models" and method == "GET":
             return handle_openai_models(self, ctx)
@@ -339,7 +374,7 @@ class Emulator:
         message = f"No route for {ctx.method} {ctx.path} in the cache_integrations emulator."
         if ctx.endpoint == "gemini":
             return google_error(404, message, "NOT_FOUND")
-        if ctx.endpoint == "openai":
+        if ctx.endpoint in ("openai", "deepseek", "dashscope"):
             return openai_error(404, message, code="not_found")
         if ctx.endpoint == "glm":
             return glm_error(404, "404", message)
@@ -364,6 +399,7 @@ class Emulator:
             body=ctx.parsed,
             status=status,
             usage=ctx.usage,
+            replica=ctx.replica,
         )
 
     # ------------------------------------------------------------------------------ helpers for handlers
@@ -372,7 +408,14 @@ class Emulator:
         """The implicit-cache rule set for ``model`` on ``endpoint`` (per-model overrides win)."""
         if model in self.model_rules:
             return self.model_rules[model]
-        return {"glm": self.glm_rules, "openai": self.openai_rules, "gemini": self.gemini_rules}[endpoint]
+        by_endpoint = {
+            "glm": self.glm_rules,
+            "openai": self.openai_rules,
+            "deepseek": self.deepseek_rules,
+            "dashscope": self.dashscope_rules,
+            "gemini": self.gemini_rules,
+        }
+        return by_endpoint[endpoint]
 
     def is_known_model(self, endpoint: Endpoint, model: str) -> bool:
         """Whether ``model`` is served: always, unless ``strict`` or ``known_models`` restrict the names."""
@@ -380,22 +423,47 @@ class Emulator:
             return model in self.known_models
         if not self.strict:
             return True
-        return model in {"glm": self.glm_models, "openai": self.openai_models, "gemini": self.gemini_models}[endpoint]
+        by_endpoint = {
+            "glm": self.glm_models,
+            "openai": self.openai_models,
+            "deepseek": self.deepseek_models,
+            "dashscope": self.dashscope_models,
+            "gemini": self.gemini_models,
+        }
+        return model in by_endpoint[endpoint]
 
     def _observe_prefix(
-        self, ctx: RequestContext, scope: tuple[str, str, str], text: str, tokens: int, rules: CacheRules
+        self,
+        ctx: RequestContext,
+        scope: tuple[Any, ...],
+        text: str,
+        tokens: int,
+        rules: CacheRules,
+        *,
+        on_delivery: bool = False,
     ) -> int:
-        """Cached tokens to report for ``text``; the prompt is remembered now, or once the answer is delivered."""
-        if not self.cache_write_on_completion:
+        """Cached tokens to report for ``text``; the prompt is remembered now, or once the answer is
+        delivered (``cache_write_on_completion``, or ``on_delivery`` for a model that always works so)."""
+        if not (on_delivery or self.cache_write_on_completion):
             return self._prefix_cache.observe(scope, text, tokens, ctx.mono, rules).reported_tokens
         match, commit = self._prefix_cache.observe_deferred(scope, text, tokens, ctx.mono, rules)
+        self._commit_on_delivery(ctx, commit, force=True)
+        return match.reported_tokens
+
+    def _commit_on_delivery(self, ctx: RequestContext, commit: Callable[[float], None], *, force: bool = False) -> None:
+        """Run a cache write now, or (``cache_write_on_completion`` or ``force``) when the answer is delivered."""
+        if not (force or self.cache_write_on_completion):
+            commit(ctx.mono)
+            return
+        earlier = ctx.on_complete
 
         def delivered() -> None:
+            if earlier is not None:
+                earlier()
             with self._lock:
                 commit(self.clock.monotonic())
 
         ctx.on_complete = delivered
-        return match.reported_tokens
 
     def gemini_cache_min_tokens_for(self, model: str) -> int:
         """Minimum ``totalTokenCount`` for creating an explicit cache on ``model``."""
@@ -424,9 +492,12 @@ class Emulator:
 
     def _record_anthropic_usage(self, prompt: int, read: int, written: int, completion: int) -> None:
         self._record_usage("anthropic", prompt, 0, completion, explicit=read)
+        self._record_writes("anthropic", written)
+
+    def _record_writes(self, endpoint: Endpoint, written: int) -> None:
         self._c["cache_write_tokens"] += written
         writes: dict[str, int] = self._c["cache_write_tokens_by_endpoint"]
-        writes["anthropic"] = writes.get("anthropic", 0) + written
+        writes[endpoint] = writes.get(endpoint, 0) + written
 
     def _count_generate_call(self) -> None:
         self._c["generate_calls"] += 1
@@ -498,6 +569,29 @@ class Emulator:
             self._faults.append(_ArmedFault(fault, times))
         return fault
 
+    def hold_answers(self, n: int, *, endpoint: Endpoint | None = None, timeout: float = 30.0) -> AnswerGate:
+        """Answer the next ``n`` requests (on ``endpoint``, or any) only once all ``n`` have arrived.
+
+        Makes "these requests were in flight together" certain instead of a race with thread scheduling:
+        each is processed on arrival (routing, cache lookups, counters) and none is answered, so none can
+        complete and write a prefix, before the last one is in. Send them with at least ``n`` concurrent
+        workers (``max_concurrency``), or the gate waits for a request the client holds back until
+        ``timeout`` seconds pass, when it opens anyway (a safety net; the test then fails on its counts).
+        Gates armed one after another apply in turn. Returns the gate (``arrived``, ``is_open``).
+        """
+        gate = AnswerGate(n, endpoint=endpoint, timeout=timeout)
+        with self._lock:
+            self._gates.append(gate)
+        return gate
+
+    def _take_gate(self, ctx: RequestContext) -> AnswerGate | None:
+        gate = next((g for g in self._gates if g.matches(ctx.endpoint)), None)
+        if gate is None:
+            return None
+        if gate.arrive():
+            self._gates.remove(gate)
+        return gate
+
     def clear_faults(self) -> None:
         """Drop all pending faults."""
         with self._lock:
@@ -550,11 +644,13 @@ class Emulator:
     # ------------------------------------------------------------------------------- caches & counters
 
     def evict_all(self, *, explicit: bool = False) -> None:
-        """Drop every implicit prefix cache and Anthropic prompt-cache entry (and, with
-        ``explicit=True``, every Gemini cachedContent)."""
+        """Drop every implicit prefix cache, Anthropic / OpenAI / DashScope breakpoint entry and OpenAI
+        routing window (and, with ``explicit=True``, every Gemini cachedContent)."""
         with self._lock:
             self._prefix_cache.clear()
             self._anthropic_cache.clear()
+            self._breakpoints.clear()
+            self._router.clear()
             if explicit:
                 for name in list(self._caches):
                     self._remove_cached_content(name, reason="deleted")
