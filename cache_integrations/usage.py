@@ -69,21 +69,26 @@ class Usage:
 def usage_from_openai(raw: Mapping[str, Any] | None) -> Usage:
     """Map an OpenAI-style usage object (GLM, OpenAI, DeepSeek, Qwen) to `Usage`.
 
-    A missing ``prompt_tokens_details`` means the provider did not report cache reads: 0.
+    Reads: ``prompt_tokens_details.cached_tokens``, or DeepSeek's ``prompt_cache_hit_tokens`` (which wins:
+    older DeepSeek answers carry only the ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens`` pair).
+    Writes: OpenAI GPT-5.6's ``prompt_tokens_details.cache_write_tokens`` or DashScope's explicit-mode
+    ``prompt_tokens_details.cache_creation_input_tokens``. Every provider here includes reads and writes in
+    ``prompt_tokens``. A missing ``prompt_tokens_details`` means the provider did not report cache reads: 0.
     """
     if not raw:
         return Usage()
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
+    prompt_details = as_mapping(raw.get("prompt_tokens_details")) or {}
+    completion_details = as_mapping(raw.get("completion_tokens_details")) or {}
     cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's own field wins when present
     if cached is None:
         cached = prompt_details.get("cached_tokens")
+    written = prompt_details.get("cache_write_tokens") or prompt_details.get("cache_creation_input_tokens")
     return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        cache_read_tokens=int(cached or 0),
-        cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        input_tokens=_int(raw.get("prompt_tokens")),
+        cache_read_tokens=_int(cached),
+        cache_write_tokens=_int(written),
+        output_tokens=_int(raw.get("completion_tokens")),
+        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
     )
 
 

@@ -44,11 +44,11 @@ emulator and the library against the real wire format.
 
 from __future__ import annotations
 
+from ._gate import AnswerGate
 from ._http import EmulatorResponse
 from ._server import RunningServer
 from .clock import Clock, FakeClock, SystemClock
 from .emulator import Emulator, EmulatorCounters, RecordedRequest
-from ._gate import AnswerGate
 from .faults import Endpoint, Fault
 from .physics import OpenAIPhysics
 from .rules import DASHSCOPE_RULES, DEEPSEEK_RULES, GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules

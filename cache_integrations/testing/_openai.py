@@ -140,7 +140,8 @@ def openai_response(
         usage = dashscope_usage(prompt, cache.cached, answer.completion_tokens, cache.written or 0, cache.explicit)
     else:
         rid = "chatcmpl-" + encode(seed, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 29)
-        fingerprint = "fp_" + digest("fingerprint", model).hex()[:10]
+        # gpt-5 family answers carry "system_fingerprint": null (recorded for gpt-5-nano and gpt-5.6-sol)
+        fingerprint = None if model.startswith("gpt-5") else "fp_" + digest("fingerprint", model).hex()[:10]
         usage = openai_usage(prompt, cache.cached, answer.completion_tokens, cache.written)
     if not stream or include_usage:
         ctx.usage = usage
@@ -159,11 +160,14 @@ def openai_response(
             "created": created,
             "model": model,
         }
-        if endpoint == "deepseek":
-            obj["system_fingerprint"] = fingerprint
+        if endpoint == "deepseek":  # chunks put the fingerprint before the choices, whole answers last
+            if stream:
+                obj["system_fingerprint"] = fingerprint
             obj["choices"] = choices
             if with_usage:
                 obj["usage"] = usage_value
+            if not stream:
+                obj["system_fingerprint"] = fingerprint
             return obj
         obj["choices"] = choices
         if with_usage and not stream:
