@@ -576,8 +576,8 @@ class Emulator:
         each is processed on arrival (routing, cache lookups, counters) and none is answered, so none can
         complete and write a prefix, before the last one is in. Send them with at least ``n`` concurrent
         workers (``max_concurrency``), or the gate waits for a request the client holds back until
-        ``timeout`` seconds pass, when it opens anyway (a safety net; the test then fails on its counts).
-        Gates armed one after another apply in turn. Returns the gate (``arrived``, ``is_open``).
+        ``timeout`` seconds pass, when it opens anyway and takes no more requests (a safety net; the test
+        then fails on its counts). Gates armed one after another apply in turn. Returns the gate (``arrived``, ``is_open``).
         """
         gate = AnswerGate(n, endpoint=endpoint, timeout=timeout)
         with self._lock:
@@ -585,6 +585,7 @@ class Emulator:
         return gate
 
     def _take_gate(self, ctx: RequestContext) -> AnswerGate | None:
+        self._gates = [g for g in self._gates if not g.is_open]  # a gate open before it filled timed out
         gate = next((g for g in self._gates if g.matches(ctx.endpoint)), None)
         if gate is None:
             return None

@@ -108,7 +108,10 @@ def test_with_prompt_caching_warms_one_then_fans_out_and_hits_fourteen(emu: Emul
 def test_two_keys_each_warmed_hit_eighteen_of_twenty(emu: Emulator, server: RunningServer) -> None:
     tenants = _tenant_pair("tenant")
     configs: Any = [{"metadata": {"thread_id": tenants[i % 2]}, "max_concurrency": 20} for i in range(20)]
+    leaders = emu.hold_answers(2, endpoint="openai", timeout=5)  # the first wave is sent together...
+    fan_out = emu.hold_answers(18, endpoint="openai", timeout=5)  # ...and so is the second
     with_prompt_caching(_openai(server), provider="openai").batch(_batch_inputs(), config=configs)
+    assert leaders.arrived == 2 and fan_out.arrived == 18
     # One leader per prefix+key (2 misses), then 9 per key on its own machine, well under the rate: 18 hits.
     assert emu.counters.implicit_cache_hits == 18
     by_key: dict[str, set[int | None]] = {}
