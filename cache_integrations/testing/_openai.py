@@ -70,15 +70,19 @@ def openai_usage(prompt: int, cached: int, completion: int, written: int | None 
     }
 
 
-def deepseek_usage(prompt: int, cached: int, completion: int, reasoning: int | None) -> dict[str, Any]:
+def deepseek_usage(
+    prompt: int, cached: int, completion: int, reasoning: int | None, *, details: bool = True
+) -> dict[str, Any]:
     """DeepSeek's usage (vercel/ai deepseek fixtures, 2025-12): ``prompt_tokens = hit + miss``, the hit
-    mirrored in ``prompt_tokens_details.cached_tokens``; ``completion_tokens_details`` only for reasoning."""
+    mirrored in ``prompt_tokens_details.cached_tokens`` (``details=False``: not, as in older answers);
+    ``completion_tokens_details`` only for reasoning."""
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
     }
+    if details:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
     if reasoning is not None:
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     usage["prompt_cache_hit_tokens"] = cached
@@ -133,7 +137,9 @@ def openai_response(
     if endpoint == "deepseek":
         rid = _uuid(seed)
         fingerprint = "fp_" + digest("fingerprint", model).hex()[:10] + "_prod0820_fp8_kvcache"
-        usage = deepseek_usage(prompt, cache.cached, answer.completion_tokens, reasoning_tokens)
+        usage = deepseek_usage(
+            prompt, cache.cached, answer.completion_tokens, reasoning_tokens, details=emu.deepseek_prompt_tokens_details
+        )
     elif endpoint == "dashscope":
         rid = "chatcmpl-" + _uuid(seed)
         fingerprint = None

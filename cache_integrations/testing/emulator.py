@@ -172,7 +172,9 @@ class Emulator:
     the request sends ``stream_options.include_usage``, like every OpenAI-compatible server, so a client
     that forgets to ask sees no usage; ``"always"``: usage whatever the request says, as in
     docs.z.ai's streaming example), ``glm_prompt_tokens_details`` (``False`` omits
-    ``prompt_tokens_details`` as older GLM models did), ``gemini_stream_usage`` (``"auto"``: a stream
+    ``prompt_tokens_details`` as older GLM models did), ``deepseek_prompt_tokens_details`` (``False``:
+    only the ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens`` pair, as older DeepSeek answers
+    had), ``gemini_stream_usage`` (``"auto"``: a stream
     whose request declares a built-in tool such as ``googleSearch`` or ``codeExecution`` ends with
     ``usageMetadata`` without ``candidatesTokenCount``, as recorded from gemini-3-flash, after chunks
     with provisional counts; ``"without_candidates"``: always so; ``"complete"``: never),
@@ -220,6 +222,7 @@ class Emulator:
         glm_usage_chunk: Literal["finish", "separate"] = "finish",
         glm_stream_usage: Literal["requested", "always"] = "requested",
         glm_prompt_tokens_details: bool = True,
+        deepseek_prompt_tokens_details: bool = True,
         gemini_stream_usage: Literal["auto", "without_candidates", "complete"] = "auto",
         latency: float = 0.0,
         stream_chunk_delay: float = 0.0,
@@ -247,6 +250,7 @@ class Emulator:
         self.glm_usage_chunk: Literal["finish", "separate"] = glm_usage_chunk
         self.glm_stream_usage: Literal["requested", "always"] = glm_stream_usage
         self.glm_prompt_tokens_details = glm_prompt_tokens_details
+        self.deepseek_prompt_tokens_details = deepseek_prompt_tokens_details
         self.gemini_stream_usage: Literal["auto", "without_candidates", "complete"] = gemini_stream_usage
         self.latency = latency
         self.stream_chunk_delay = stream_chunk_delay
@@ -577,7 +581,8 @@ class Emulator:
         complete and write a prefix, before the last one is in. Send them with at least ``n`` concurrent
         workers (``max_concurrency``), or the gate waits for a request the client holds back until
         ``timeout`` seconds pass, when it opens anyway and takes no more requests (a safety net; the test
-        then fails on its counts). Gates armed one after another apply in turn. Returns the gate (``arrived``, ``is_open``).
+        then fails on its counts). Gates armed one after another apply in turn. Returns the gate
+        (``arrived``, ``is_open``).
         """
         gate = AnswerGate(n, endpoint=endpoint, timeout=timeout)
         with self._lock:
