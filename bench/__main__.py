@@ -14,6 +14,7 @@ from typing import Any
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
 from . import efficiency, gemini, llama_index_chat, overhead, registry
+from . import openai as openai_bench
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in WORKLOADS
     ]
     gem = gemini.measure()
+    oai = openai_bench.measure()
     chat_engines = llama_index_chat.measure()
     lookups, herd = registry.measure()
     timings = overhead.measure(rounds=args.rounds)
@@ -93,6 +95,24 @@ def main(argv: list[str] | None = None) -> int:
             f"| {g.caches_created} | {_money(g.cost)} | {_money(g.storage_cost)} | {_money(g.cost_without_caching)} "
             f"| {_money(saved)} |"
         )
+    lines += [
+        "",
+        "## OpenAI and DeepSeek: the user's ChatOpenAI / ChatDeepSeek with and without the plugin",
+        "",
+        openai_bench.__doc__.strip().split("\n\n")[1].replace("\n", " ") if openai_bench.__doc__ else "",
+        "",
+        "| provider | workload | row | requests | hits | input tokens | cached tokens | billed cost "
+        "| cost without caching | ratio |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.provider} | {r.workload} | {r.row} | {r.requests} | {r.hits} | {r.input_tokens} "
+            f"| {r.cached_tokens} | {_money(r.cost)} | {_money(r.cost_without_caching)} "
+            f"| {'n/a' if r.ratio is None else f'{r.ratio:.3f}'} |"
+            for r in oai
+        ),
+        "",
+        f"No third row: {openai_bench.PEER}.",
+    ]
     lines += [
         "",
         "## LlamaIndex chat over a document index: stock vs cache-friendly chat engine",
@@ -147,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "efficiency": [asdict(r) for r in eff],
                     "gemini": [asdict(g) for g in gem],
+                    "openai": [{**asdict(r), "ratio": r.ratio} for r in oai],
                     "llama_index_chat_engines": chat_engines,
                     "registry_lookup": [asdict(x) for x in lookups],
                     "thundering_herd": [asdict(h) for h in herd],
