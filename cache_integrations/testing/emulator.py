@@ -7,14 +7,11 @@ three run modes behave identically.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._anthropic import handle_count_tokens as handle_anthropic_count_tokens
@@ -30,12 +27,14 @@ from ._gemini import handle_count_tokens, handle_generate, handle_models
 from ._gemini_caches import CachedContent, handle_cache_create, handle_cache_item, handle_cache_list
 from ._google import google_error
 from ._http import EmulatorResponse, json_response
+from ._interventions import ArmedFault, Interventions
 from ._openai import handle_openai_models, openai_error
 from ._prefix import PrefixCache
+from ._records import MAPPING_COUNTERS, EmulatorCounters, RecordedRequest
 from ._strict import DASHSCOPE_MODELS, DEEPSEEK_MODELS, GEMINI_MODELS, GLM_MODELS, OPENAI_MODELS
 from ._synth import digest, encode
 from .clock import Clock, SystemClock
-from .faults import Endpoint, Fault, default_error_body
+from .faults import Endpoint
 from .physics import OpenAIPhysics, Router
 from .rules import DASHSCOPE_RULES, DEEPSEEK_RULES, GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
 from .tokenizer import Tokenizer
@@ -59,82 +58,6 @@ _GLM_CHAT_PATHS = ("/api/paas/v4/chat/completions", "/api/coding/paas/v4/chat/co
 _DEEPSEEK_CHAT_PATHS = ("/deepseek/chat/completions", "/deepseek/v1/chat/completions")
 _DASHSCOPE_CHAT_PATHS = ("/compatible-mode/v1/chat/completions",)
 _REDACTED = "***"
-_MAPPING_COUNTERS = ("requests_by_endpoint", "cached_tokens_by_endpoint", "cache_write_tokens_by_endpoint")
-
-
-@dataclass(frozen=True)
-class EmulatorCounters:
-    """A snapshot of what the emulator served since construction or ``reset_counters()``.
-
-    ``cached_tokens_implicit`` sums reported implicit prefix hits (all endpoints);
-    ``cached_tokens_explicit`` sums tokens served from caches the client asked for: Gemini
-    ``cachedContents`` (``cachedContentTokenCount``) and Anthropic ``cache_control`` breakpoints
-    (``cache_read_input_tokens``). ``cache_write_tokens`` sums Anthropic ``cache_creation_input_tokens``.
-    ``cached_tokens_by_endpoint`` / ``cache_write_tokens_by_endpoint`` split reads and writes per API
-    (``"glm"``, ``"openai"``, ``"deepseek"``, ``"dashscope"``, ``"gemini"``, ``"anthropic"``), to compare
-    with what a client reported; writes include OpenAI ``cache_write_tokens`` (GPT-5.6) and DashScope
-    ``cache_creation_input_tokens``.
-    ``prompt_tokens`` counts whole prompts (for Anthropic: input + cache creation + cache read).
-    ``errors_injected`` counts fault-injected answers; ``error_responses`` every 4xx/5xx answer.
-    """
-
-    requests_total: int = 0
-    requests_by_endpoint: Mapping[str, int] = field(default_factory=dict)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens_implicit: int = 0
-    cached_tokens_explicit: int = 0
-    cache_write_tokens: int = 0
-    cached_tokens_by_endpoint: Mapping[str, int] = field(default_factory=dict)
-    cache_write_tokens_by_endpoint: Mapping[str, int] = field(default_factory=dict)
-    implicit_cache_hits: int = 0
-    generate_calls: int = 0
-    caches_created: int = 0
-    caches_deleted: int = 0
-    caches_expired: int = 0
-    caches_alive: int = 0
-    files_uploaded: int = 0
-    files_deleted: int = 0
-    files_expired: int = 0
-    files_alive: int = 0
-    upload_bytes: int = 0
-    errors_injected: int = 0
-    error_responses: int = 0
-
-    @property
-    def cached_tokens(self) -> int:
-        """Implicit plus explicit cached tokens."""
-        return self.cached_tokens_implicit + self.cached_tokens_explicit
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the emulator saw it (API keys redacted), with the status it answered.
-
-    ``usage`` is the usage block the emulator sent back, exactly as on the wire (GLM/OpenAI ``usage``,
-    Gemini ``usageMetadata``; for a stream, the last one sent; for a created ``cachedContents``
-    resource, its ``usageMetadata``), or ``None`` when the answer had none.
-    Tests compare what a client reports against it, not against numbers the client computed.
-    """
-
-    seq: int
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    endpoint: Endpoint | None
-    model: str | None
-    body: Any
-    status: int
-    usage: Mapping[str, Any] | None = None
-    replica: int | None = None
-    """With ``Emulator(openai_physics=...)``: the OpenAI cache machine the request was routed to."""
-
-
-@dataclass
-class _ArmedFault:
-    fault: Fault
-    remaining: int
 
 
 def _endpoint_of(path: str) -> Endpoint | None:
@@ -153,7 +76,7 @@ def _endpoint_of(path: str) -> Endpoint | None:
     return None
 
 
-class Emulator:
+class Emulator(Interventions):
     """A local fake of Zhipu GLM, OpenAI-compatible, Gemini and Anthropic HTTP APIs with their caching rules.
 
     Routes: ``POST /api/paas/v4/chat/completions`` (also ``/api/coding/paas/v4/...``),
@@ -276,7 +199,7 @@ class Emulator:
         self._caches: dict[str, CachedContent] = {}
         self.gemini_max_request_bytes = 100 * 1024 * 1024
         self.files = FileStore(self)
-        self._faults: list[_ArmedFault] = []
+        self._faults: list[ArmedFault] = []
         self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
         self._c: dict[str, Any] = {}
         self.reset_counters()
@@ -538,115 +461,6 @@ class Emulator:
             self._c["caches_deleted" if reason == "deleted" else "caches_expired"] += 1
             return True
 
-    # ------------------------------------------------------------------------------------------ faults
-
-    def inject_fault(
-        self,
-        status: int | Fault = 429,
-        *,
-        times: int = 1,
-        body: Mapping[str, Any] | bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        endpoint: Endpoint | None = None,
-        path_prefix: str | None = None,
-        method: str | None = None,
-    ) -> Fault:
-        """Answer the next ``times`` matching requests with an error instead of serving them.
-
-        Pass a status (the endpoint's realistic body is used unless ``body`` is given) or a ``Fault``
-        from ``cache_integrations.testing.faults`` (e.g. ``glm_rate_limit()``); keyword arguments
-        override the fault's fields. Faults are consumed in injection order.
-        """
-        base = status if isinstance(status, Fault) else Fault(status=status)
-        fault = Fault(
-            status=base.status,
-            body=body if body is not None else base.body,
-            headers=dict(headers) if headers is not None else dict(base.headers),
-            endpoint=endpoint if endpoint is not None else base.endpoint,
-            path_prefix=path_prefix if path_prefix is not None else base.path_prefix,
-            method=method if method is not None else base.method,
-            cut_stream_after=base.cut_stream_after,
-        )
-        if times < 1:
-            raise ValueError("times must be >= 1")
-        with self._lock:
-            self._faults.append(_ArmedFault(fault, times))
-        return fault
-
-    def hold_answers(self, n: int, *, endpoint: Endpoint | None = None, timeout: float = 30.0) -> AnswerGate:
-        """Answer the next ``n`` requests (on ``endpoint``, or any) only once all ``n`` have arrived.
-
-        Makes "these requests were in flight together" certain instead of a race with thread scheduling:
-        each is processed on arrival (routing, cache lookups, counters) and none is answered, so none can
-        complete and write a prefix, before the last one is in. Send them with at least ``n`` concurrent
-        workers (``max_concurrency``), or the gate waits for a request the client holds back until
-        ``timeout`` seconds pass, when it opens anyway and takes no more requests (a safety net; the test
-        then fails on its counts). Gates armed one after another apply in turn. Returns the gate
-        (``arrived``, ``is_open``).
-        """
-        gate = AnswerGate(n, endpoint=endpoint, timeout=timeout)
-        with self._lock:
-            self._gates.append(gate)
-        return gate
-
-    def _take_gate(self, ctx: RequestContext) -> AnswerGate | None:
-        self._gates = [g for g in self._gates if not g.is_open]  # a gate open before it filled timed out
-        gate = next((g for g in self._gates if g.matches(ctx.endpoint)), None)
-        if gate is None:
-            return None
-        if gate.arrive():
-            self._gates.remove(gate)
-        return gate
-
-    def clear_faults(self) -> None:
-        """Drop all pending faults."""
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def pending_faults(self) -> int:
-        """How many fault answers are still armed."""
-        with self._lock:
-            return sum(a.remaining for a in self._faults)
-
-    def _consume(self, predicate: Callable[[Fault], bool]) -> Fault | None:
-        for armed in self._faults:
-            if predicate(armed.fault):
-                armed.remaining -= 1
-                if armed.remaining <= 0:
-                    self._faults.remove(armed)
-                return armed.fault
-        return None
-
-    def _take_fault(self, ctx: RequestContext) -> EmulatorResponse | None:
-        fault = self._consume(lambda f: f.cut_stream_after is None and f.matches(ctx.endpoint, ctx.method, ctx.path))
-        if fault is None:
-            return None
-        self._c["errors_injected"] += 1
-        with contextlib.suppress(ValueError):  # keep the body in the request log even though we refuse it
-            ctx.parsed = json.loads(ctx.body) if ctx.body else None
-            if isinstance(ctx.parsed, Mapping) and isinstance(ctx.parsed.get("model"), str):
-                ctx.model = ctx.parsed["model"]
-        if isinstance(fault.body, bytes):
-            response = EmulatorResponse(fault.status, {"content-type": "application/json"}, fault.body)
-        else:
-            payload = fault.body if fault.body is not None else default_error_body(ctx.endpoint, fault.status)
-            response = json_response(fault.status, payload, "application/json; charset=UTF-8")
-        response.headers.update(fault.headers)
-        return response
-
-    def _maybe_cut(self, ctx: RequestContext, response: EmulatorResponse) -> EmulatorResponse:
-        if response.stream is None or response.status != 200:
-            return response
-        fault = self._consume(
-            lambda f: f.cut_stream_after is not None and f.matches(ctx.endpoint, ctx.method, ctx.path)
-        )
-        if fault is None or fault.cut_stream_after is None:
-            return response
-        self._c["errors_injected"] += 1
-        response.stream = list(response.stream)[: fault.cut_stream_after]
-        return response
-
     # ------------------------------------------------------------------------------- caches & counters
 
     def evict_all(self, *, explicit: bool = False) -> None:
@@ -693,7 +507,7 @@ class Emulator:
         with self._lock:
             self._purge_expired()
             values = dict(self._c)
-            for name in _MAPPING_COUNTERS:
+            for name in MAPPING_COUNTERS:
                 values[name] = dict(values[name])
             values["caches_alive"] = len(self._caches)
             values["files_alive"] = self.files.alive_count()
@@ -705,9 +519,9 @@ class Emulator:
             self._c = {
                 name: 0
                 for name in EmulatorCounters.__dataclass_fields__
-                if name not in _MAPPING_COUNTERS and name not in ("caches_alive", "files_alive")
+                if name not in MAPPING_COUNTERS and name not in ("caches_alive", "files_alive")
             }
-            for name in _MAPPING_COUNTERS:
+            for name in MAPPING_COUNTERS:
                 self._c[name] = {}
 
     @property

@@ -7,6 +7,7 @@ fake clock.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -213,3 +214,23 @@ def test_physics_knobs_are_validated() -> None:
     for bad in ({"replicas": 0}, {"route_tokens": 0}, {"max_requests_per_window": 0}, {"idle_ttl": 0}):
         with pytest.raises(ValueError, match="OpenAIPhysics"):
             OpenAIPhysics(**bad)  # type: ignore[arg-type]
+
+
+def test_a_gate_that_times_out_opens_and_takes_no_more_requests(emu: Emulator) -> None:
+    first = emu.hold_answers(2, endpoint="openai", timeout=0.05)
+    second = emu.hold_answers(1, endpoint="openai")
+    with httpx.Client(transport=emu.transport(), base_url="http://emulator") as c:
+        lone = c.post(URL, json=body("alone"), headers=AUTH)  # waits for a partner that never comes
+        after = c.post(URL, json=body("next"), headers=AUTH)
+    assert lone.status_code == after.status_code == 200
+    assert first.is_open and first.arrived == 1
+    assert second.is_open and second.arrived == 1  # the next request went to the next gate
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        emu.hold_answers(0)
+
+
+async def test_a_gate_holds_async_clients_until_the_burst_is_in(emu: Emulator) -> None:
+    gate = emu.hold_answers(3, endpoint="openai")
+    async with httpx.AsyncClient(transport=emu.transport(), base_url="http://emulator") as c:
+        answers = await asyncio.gather(*(c.post(URL, json=body(f"async {i}"), headers=AUTH) for i in range(3)))
+    assert gate.arrived == 3 and [cached(a) for a in answers] == [0, 0, 0]
