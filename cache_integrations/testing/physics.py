@@ -80,9 +80,20 @@ class Router:
     """Per prefix+key request windows and the machine each request lands on. Not thread-safe on its own:
     the emulator calls it under its lock."""
 
+    MAX_IDLE_ROUTES = 4096
+
     def __init__(self, physics: OpenAIPhysics) -> None:
         self.physics = physics
         self._windows: dict[int, deque[float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def _sweep(self, now: float) -> None:
+        """Forget routes with no request in the window (bounded memory under many distinct prefixes/keys)."""
+        horizon = now - self.physics.rate_window
+        for route in [r for r, w in self._windows.items() if not w or w[-1] <= horizon]:
+            del self._windows[route]
 
     def clear(self) -> None:
         self._windows.clear()
@@ -90,6 +101,8 @@ class Router:
     def route(self, route: int, now: float) -> RouteDecision:
         """Count one request of ``route`` (a `route_hash`) at emulator time ``now`` and pick its machine."""
         physics = self.physics
+        if len(self._windows) >= self.MAX_IDLE_ROUTES and route not in self._windows:
+            self._sweep(now)
         window = self._windows.setdefault(route, deque())
         while window and window[0] <= now - physics.rate_window:
             window.popleft()

@@ -234,3 +234,12 @@ async def test_a_gate_holds_async_clients_until_the_burst_is_in(emu: Emulator) -
     async with httpx.AsyncClient(transport=emu.transport(), base_url="http://emulator") as c:
         answers = await asyncio.gather(*(c.post(URL, json=body(f"async {i}"), headers=AUTH) for i in range(3)))
     assert gate.arrived == 3 and [cached(a) for a in answers] == [0, 0, 0]
+
+
+def test_router_forgets_routes_that_left_the_window() -> None:
+    router = Router(OpenAIPhysics())
+    for route in range(Router.MAX_IDLE_ROUTES):
+        router.route(route, 0.0)
+    assert len(router) == Router.MAX_IDLE_ROUTES
+    router.route(-1, 61.0)  # a new route past the window: the idle ones are swept
+    assert len(router) == 1
