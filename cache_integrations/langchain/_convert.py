@@ -221,8 +221,8 @@ def usage_from_langchain(meta: Mapping[str, Any], response_metadata: Mapping[str
     read = int(inp.get("cache_read") or 0)
     written = int(inp.get("cache_creation") or 0)
     raw = as_mapping((response_metadata or {}).get("token_usage"))
-    if raw is not None and "prompt_tokens" in raw and not (read and written):
-        reported = usage_from_openai(raw)
+    reported = usage_from_openai(raw) if raw is not None and not (read and written) else None
+    if reported is not None and "prompt_tokens" in (raw or {}):
         read = read or reported.cache_read_tokens
         written = written or reported.cache_write_tokens
     usage = Usage(
