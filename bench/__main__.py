@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in oai
         ),
         "",
-        f"No third row: {openai_bench.PEER}.",
+        f"No best-peer row: {openai_bench.PEER}.",
     ]
     lines += [
         "",

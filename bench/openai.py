@@ -46,7 +46,7 @@ TOPICS = [
     "retention", "escalation", "billing", "access", "incidents", "onboarding", "backups", "quotas", "regions",
     "invoices", "refunds", "tickets", "audits", "exports", "sso", "api keys", "webhooks", "limits", "support", "sla",
 ]  # fmt: skip
-PEER = "best peer: none (no OpenAI caching middleware in LangChain; LiteLLM not in the lock)"
+PEER = "LangChain has no OpenAI caching middleware and LiteLLM is not in the lock"
 
 
 @dataclass
