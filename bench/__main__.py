@@ -15,6 +15,7 @@ from cache_integrations.progress import progress_bar
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
 from . import anthropic, efficiency, gemini, gemini_foreign, instrumentation, llama_index_chat, overhead, registry
+from . import openai as openai_bench
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     rules_sets = (("GLM (no minimum, 1-token steps)", GLM_RULES), ("OpenAI-style (1024 min, 128 steps)", OPENAI_RULES))
-    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 7) as advance:  # on a terminal only
+    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 8) as advance:  # on a terminal only
         eff = []
         for rules_name, rules in rules_sets:
             for w in WORKLOADS:
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         foreign = gemini_foreign.measure()
         advance(1)
         claude = anthropic.measure()
+        advance(1)
+        oai = openai_bench.measure()
         advance(1)
         chat_engines = llama_index_chat.measure()
         advance(1)
@@ -116,6 +119,22 @@ def main(argv: list[str] | None = None) -> int:
         anthropic.__doc__.strip().split("\n\n")[1].replace("\n", " ") if anthropic.__doc__ else "",
         "",
         *anthropic.table(claude),
+        "",
+        "## OpenAI and DeepSeek: the user's ChatOpenAI / ChatDeepSeek with and without the plugin",
+        "",
+        openai_bench.__doc__.strip().split("\n\n")[1].replace("\n", " ") if openai_bench.__doc__ else "",
+        "",
+        "| provider | workload | row | requests | hits | input tokens | cached tokens | billed cost "
+        "| cost without caching | ratio |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.provider} | {r.workload} | {r.row} | {r.requests} | {r.hits} | {r.input_tokens} "
+            f"| {r.cached_tokens} | {_money(r.cost)} | {_money(r.cost_without_caching)} "
+            f"| {'n/a' if r.ratio is None else f'{r.ratio:.3f}'} |"
+            for r in oai
+        ),
+        "",
+        f"No best-peer row: {openai_bench.PEER}.",
     ]
     lines += [
         "",
@@ -197,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                     "gemini": [asdict(g) for g in gem],
                     "gemini_foreign": [asdict(f) for f in foreign],
                     "anthropic": [asdict(c) for c in claude],
+                    "openai": [{**asdict(r), "ratio": r.ratio} for r in oai],
                     "llama_index_chat_engines": chat_engines,
                     "registry_lookup": [asdict(x) for x in lookups],
                     "thundering_herd": [asdict(h) for h in herd],

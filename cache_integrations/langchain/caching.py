@@ -32,12 +32,13 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from ..errors import ConfigurationError
 from ..messages import ChatRequest
 from ..observe import CallObservation, aiterate_active, check_instrument, iterate_active
-from ..strategies import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
+from ..strategies import MIN_CACHEABLE_TOKENS, CallContext, WarmupPlan, plan_warmup
 from . import _anthropic  # noqa: F401  (registers PROVIDER_APPLIERS["anthropic"])
 from ._foreign import (
     CachingCoordinator,
     ForeignCall,
     PreparedCall,
+    _model_name,
     _planning_messages,
     _planning_tool,
     detect_provider,
@@ -340,7 +341,9 @@ class PromptCachingChatModel(BaseChatModel):
 
     # -- batch warm-up -----------------------------------------------------------------------------
 
-    def _warmup_plan(self, inputs: Sequence[LanguageModelInput], kwargs: dict[str, Any]) -> WarmupPlan | None:
+    def _warmup_plan(
+        self, inputs: Sequence[LanguageModelInput], configs: Sequence[RunnableConfig], kwargs: dict[str, Any]
+    ) -> WarmupPlan | None:
         provider = self._coordinator.provider or detect_provider(self.bound)
         if not self.warmup or provider not in _WARM_PROVIDERS or len(inputs) < 2:
             return None
@@ -351,7 +354,18 @@ class PromptCachingChatModel(BaseChatModel):
             ]
         except Exception:  # inputs the model itself will reject: let it say so, unwarmed
             return None
-        plan = plan_warmup(requests, min_tokens=MIN_CACHEABLE_TOKENS[provider], estimator=self._coordinator.estimator)
+        fixed = kwargs.get("prompt_cache_key")
+        routes = [
+            fixed
+            if isinstance(fixed, str)
+            else self._coordinator.book.cache_key(
+                CallContext(provider, _model_name(self.bound), session_from_metadata(config.get("metadata")))
+            )
+            for config in configs
+        ]
+        plan = plan_warmup(
+            requests, min_tokens=MIN_CACHEABLE_TOKENS[provider], estimator=self._coordinator.estimator, routes=routes
+        )
         return plan if plan.warms else None
 
     def batch(
@@ -362,10 +376,10 @@ class PromptCachingChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        plan = self._warmup_plan(inputs, kwargs)
+        configs = get_config_list(config, len(inputs))
+        plan = self._warmup_plan(inputs, configs, kwargs)
         if plan is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs = get_config_list(config, len(inputs))
         out: list[Any] = [None] * len(inputs)
         for wave in (plan.first, plan.then):
             answers = super().batch(
@@ -383,10 +397,10 @@ class PromptCachingChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        plan = self._warmup_plan(inputs, kwargs)
+        configs = get_config_list(config, len(inputs))
+        plan = self._warmup_plan(inputs, configs, kwargs)
         if plan is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs = get_config_list(config, len(inputs))
         out: list[Any] = [None] * len(inputs)
         for wave in (plan.first, plan.then):
             answers = await super().abatch(

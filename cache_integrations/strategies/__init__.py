@@ -153,6 +153,18 @@ class StrategyBook:
                 strategy = self._strategies[provider] = strategy_for(provider, estimator=self.estimator, **self.options)
             return strategy
 
+    def cache_key(self, context: CallContext) -> str | None:
+        """The routing key (`prompt_cache_key`) a call of `context` is sent with, if its provider routes on one.
+
+        Batch warm-up warms one request per prefix *and* key: requests with different keys land on
+        different cache machines, so each needs its own leader.
+        """
+        if not self.layout:
+            return None
+        strategy = self.strategy(context.provider)
+        key_of = getattr(strategy, "cache_key", None)
+        return key_of(context) if callable(key_of) else None
+
     def plan(self, request: ChatRequest, context: CallContext) -> CachePlan | None:
         """The plan for a call, or None when the layout step is off."""
         if not self.layout:
