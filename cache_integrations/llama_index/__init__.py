@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
+from .gemini import Gemini, PinnedContext
 from .handlers import (
     CachedTokenCountingHandler,
     CacheUsageHandler,
     get_cache_usage_handler,
     usage_from_llama_index,
 )
-from .llms import GLM, CachingLLM, Gemini, PinnedContext
+from .llms import GLM, CachingLLM
 from .rag import CacheFriendlyContextChatEngine, StableNodeOrder
 
 __all__ = [
