@@ -31,7 +31,14 @@ from .gemini_chat import GeminiChat
 from .media import kind_of_mime, mime_from_name, sniff_mime
 from .messages import ChatRequest, ChatResponse, ImagePart, MediaPart, Message, Part, StreamChunk, TextPart
 
-__all__ = ["ContextItem", "PinnedControls", "PinnedSession", "context_messages", "uploaded_part"]
+__all__ = [
+    "ContextItem",
+    "PinnedControls",
+    "PinnedSession",
+    "context_messages",
+    "context_part",
+    "uploaded_part",
+]
 
 ContextItem = str | os.PathLike[str] | bytes | bytearray | memoryview | UploadedFile | Part | Message
 """What `cache_context` takes: text, a path, bytes, an uploaded file, a neutral part or message."""
@@ -44,7 +51,8 @@ def uploaded_part(file: UploadedFile) -> MediaPart:
     )
 
 
-def _part(item: Any, where: str) -> Part:
+def context_part(item: Any, where: str) -> Part:
+    """One non-message item of `cache_context` content as a part (raises naming `where` when it cannot be)."""
     if isinstance(item, str):
         return TextPart(item)
     if isinstance(item, (TextPart, ImagePart, MediaPart)):
@@ -117,7 +125,7 @@ def context_messages(content: Any, *, system: str | None = None, where: str = "c
             flush()
             out.append(item)
         else:
-            pending.append(_part(item, at))
+            pending.append(context_part(item, at))
     flush()
     last = max((i for i, m in enumerate(out) if m.role != "system"), default=None)
     if last is None:

@@ -6,6 +6,7 @@ from .manager import DISPLAY_PREFIX, CacheHandle, CacheMode, CacheUse, ExplicitC
 from .registry import (
     CacheEntry,
     CacheRegistry,
+    FileEntry,
     MemoryRegistry,
     SQLiteRegistry,
     default_registry_path,
@@ -21,6 +22,7 @@ __all__ = [
     "CacheUse",
     "ExplicitCacheClient",
     "ExplicitCacheManager",
+    "FileEntry",
     "MemoryRegistry",
     "SQLiteRegistry",
     "default_registry_path",

@@ -175,7 +175,9 @@ class CacheCreation:
                 exc.message,
             )
             if plan.pinned:
-                raise ExplicitCachingUnsupportedError(unsupported_message(plan.model), model=plan.model) from exc
+                raise ExplicitCachingUnsupportedError(
+                    unsupported_message(plan.model, refused=True), model=plan.model
+                ) from exc
             return
         if isinstance(exc, (UploadedFileNotFoundError, FileNotActiveError)):
             raise exc

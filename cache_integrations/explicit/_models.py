@@ -44,10 +44,16 @@ def has_media(payload: Any) -> bool:
     return False
 
 
-def unsupported_message(model: str) -> str:
+def unsupported_message(model: str, *, refused: bool = False) -> str:
+    """Why `model` gets no explicit cache, and what to do instead."""
+    why = (
+        "Gemini refused to create one for it"
+        if refused
+        else "Google's caching page: explicit caching is available on Gemini 2.5 and 3.x models, not on Gemini 4 "
+        "Argon and later"
+    )
     return (
-        f"{model} does not take explicit context caches (Google's caching page: explicit caching is available "
-        "on Gemini 2.5 and 3.x models, not on Gemini 4 Argon and later). Use a Gemini 2.5 or 3.x model for "
+        f"{model} does not take explicit context caches ({why}). Use a Gemini 2.5 or 3.x model for "
         "cache_context, or send the context with each request (cache_mode='off') and let Gemini's implicit "
         "caching serve the repeated prefix"
     )
@@ -75,16 +81,21 @@ class ModelRules:
             return False
         return self._reg("fact", self.namespace, NO_EXPLICIT_CACHE, model) is None
 
+    def _unsupported_error(self, model: str) -> ExplicitCachingUnsupportedError:
+        check = getattr(self.client, "supports_explicit_cache", None)
+        refused = check is None or bool(check(model))  # the table allows it: the provider said no
+        return ExplicitCachingUnsupportedError(unsupported_message(model, refused=refused), model=model)
+
     def _require_explicit(self, model: str) -> None:
         if not self.explicit_caching_supported(model):
-            raise ExplicitCachingUnsupportedError(unsupported_message(model), model=model)
+            raise self._unsupported_error(model)
 
     def _skip_unsupported(self, plan: Plan) -> bool:
         """True (after one warning per model) when `plan`'s model takes no explicit caches; a pinned plan raises."""
         if self.explicit_caching_supported(plan.model):
             return False
         if plan.pinned:
-            raise ExplicitCachingUnsupportedError(unsupported_message(plan.model), model=plan.model)
+            raise self._unsupported_error(plan.model)
         if plan.model not in self._warned_models:
             self._warned_models.add(plan.model)
             logger.warning(
@@ -95,7 +106,10 @@ class ModelRules:
         return True
 
     def _learn_unsupported(self, model: str) -> None:
+        """The provider refused a cache for `model`: remember it (registry), and count the refusal's log
+        line as the model's one warning."""
         self._reg("set_fact", self.namespace, NO_EXPLICIT_CACHE, model, 1)
+        self._warned_models.add(model)
 
     # -- sizes --------------------------------------------------------------------------------------
 

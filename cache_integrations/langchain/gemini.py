@@ -26,7 +26,7 @@ from ..explicit import CacheMode, ExplicitCacheManager
 from ..explicit.files import UploadedFile
 from ..gemini_chat import GeminiChat
 from ..messages import ChatRequest, MediaPart, Message, TextPart, tool_choice_from_spec
-from ..pinned import PinnedControls, PinnedSession, context_messages
+from ..pinned import PinnedControls, PinnedSession, context_messages, context_part
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
 from ..providers.gemini_files import File, GeminiFiles
 from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
@@ -37,6 +37,8 @@ __all__ = ["ChatGemini", "PinnedContext"]
 
 # The GeminiChat a pinned context built by `cache_context` shares with the model that built it.
 _SHARED: ContextVar[GeminiChat | None] = ContextVar("cache_integrations_shared_gemini_chat", default=None)
+# The prefix `cache_context` built (and validated, so bad content raises as itself, not wrapped by pydantic).
+_PREFIX: ContextVar[_Prefix | None] = ContextVar("cache_integrations_pinned_prefix", default=None)
 Progress = Callable[[int, int], None]
 
 
@@ -186,8 +188,11 @@ class ChatGemini(CachingChatModel):
     def _pinned(
         self, content: Any, system: str | None, tools: Sequence[Any] | None, tool_choice: Any, recreate: bool
     ) -> PinnedContext:
-        settings = {name: getattr(self, name) for name in ChatGemini.model_fields}
-        token = _SHARED.set(self._gemini)
+        prefix = pinned_prefix(self.model, content, system, tools, tool_choice)
+        # the settings the caller gave (others keep their defaults: an explicit streaming=False would
+        # turn streaming off)
+        settings = {name: getattr(self, name) for name in self.model_fields_set if name in ChatGemini.model_fields}
+        shared, built = _SHARED.set(self._gemini), _PREFIX.set(prefix)
         try:
             return PinnedContext(
                 **settings,
@@ -198,7 +203,8 @@ class ChatGemini(CachingChatModel):
                 recreate=recreate,
             )
         finally:
-            _SHARED.reset(token)
+            _SHARED.reset(shared)
+            _PREFIX.reset(built)
 
     def cache_context(
         self,
@@ -268,6 +274,42 @@ def _block(part: Any) -> dict[str, Any]:
     return block
 
 
+_Prefix = tuple[ChatRequest, dict[int, BaseMessage], list[object]]
+
+
+def pinned_prefix(model: str, content: Any, system: str | None, tools: Sequence[Any] | None, choice: Any) -> _Prefix:
+    """The neutral prefix of a pinned context, the caller's messages by position, and objects to keep alive."""
+    items: list[Any] = list(content) if isinstance(content, (list, tuple)) else [content]
+    neutral: list[Any] = []
+    given: list[tuple[Message, BaseMessage]] = []  # messages the caller gave, to show them as given
+    keep: list[object] = []
+    for i, item in enumerate(items):
+        where = f"content[{i}]" if isinstance(content, (list, tuple)) else "content"
+        if item is None:
+            continue
+        if isinstance(item, BaseMessage):
+            (converted,) = messages_from_langchain([item])
+            given.append((converted, item))
+            neutral.append(converted)
+        elif isinstance(item, Mapping):  # a LangChain content block
+            (block,) = messages_from_langchain([HumanMessage(content=[dict(item)])])
+            neutral.extend(block.content)
+        else:
+            if isinstance(item, UploadedFile):
+                keep.append(item)
+            neutral.append(context_part(item, where))
+    messages = context_messages(neutral, system=system)
+    originals: dict[int, BaseMessage] = {}
+    j = 0
+    for i, message in enumerate(messages):
+        if j < len(given) and message in (given[j][0], replace(given[j][0], cache_point=True)):
+            originals[i] = given[j][1]
+            j += 1
+    definitions = tuple(tool_from_langchain(t) for t in tools or ())
+    tool_choice = tool_choice_from_spec(choice, [t.name for t in definitions])
+    return ChatRequest(model=model, messages=messages, tools=definitions, tool_choice=tool_choice), originals, keep
+
+
 def _to_langchain(message: Message) -> BaseMessage:
     extra = dict(_CACHE_POINT) if message.cache_point else {}
     if message.role == "system":
@@ -304,7 +346,10 @@ class PinnedContext(PinnedControls, ChatGemini):
         return "gemini-chat-pinned"
 
     def _bind_client(self) -> None:
-        prefix, keep = self._prefix_request()
+        built = _PREFIX.get() or pinned_prefix(
+            self.model, self.content, self.system, self.pinned_tools, self.pinned_tool_choice
+        )
+        prefix, self._originals, keep = built
         self._session = PinnedSession(
             self._gemini,
             prefix,
@@ -318,36 +363,6 @@ class PinnedContext(PinnedControls, ChatGemini):
     def _named(self, handle: Any) -> None:
         """The run name (`name`) is the cache's name, so traces show which cache served a call."""
         self.name = handle.name
-
-    def _prefix_request(self) -> tuple[ChatRequest, list[object]]:
-        items: list[Any] = list(self.content) if isinstance(self.content, (list, tuple)) else [self.content]
-        neutral: list[Any] = []
-        given: list[tuple[Message, BaseMessage]] = []  # messages the caller gave, to show them as given
-        keep: list[object] = []
-        for i, item in enumerate(items):
-            if item is None:
-                continue
-            if isinstance(item, BaseMessage):
-                (converted,) = messages_from_langchain([item])
-                given.append((converted, item))
-                neutral.append(converted)
-            elif isinstance(item, Mapping):  # a LangChain content block
-                (block,) = messages_from_langchain([HumanMessage(content=[dict(item)])])
-                neutral.extend(block.content)
-            else:
-                if isinstance(item, UploadedFile):
-                    keep.append(item)
-                neutral.append(item)
-            del i
-        messages = context_messages(neutral, system=self.system)
-        j = 0
-        for i, message in enumerate(messages):
-            if j < len(given) and message in (given[j][0], replace(given[j][0], cache_point=True)):
-                self._originals[i] = given[j][1]
-                j += 1
-        definitions = tuple(tool_from_langchain(t) for t in self.pinned_tools or ())
-        choice = tool_choice_from_spec(self.pinned_tool_choice, [t.name for t in definitions])
-        return ChatRequest(model=self.model, messages=messages, tools=definitions, tool_choice=choice), keep
 
     @property
     def messages(self) -> list[BaseMessage]:

@@ -37,7 +37,7 @@ from ..explicit import CacheMode, ExplicitCacheManager
 from ..explicit.files import UploadedFile
 from ..gemini_chat import GeminiChat
 from ..messages import ChatRequest, MediaPart, Message, TextPart, ToolDefinition, tool_choice_from_spec
-from ..pinned import PinnedControls, PinnedSession, context_messages
+from ..pinned import PinnedControls, PinnedSession, context_messages, context_part
 from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
 from ..providers.gemini_files import File, GeminiFiles
 from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
@@ -194,7 +194,9 @@ class Gemini(CachingLLM):
     def _pinned(
         self, content: Any, system: str | None, tools: Sequence[Any] | None, tool_choice: Any, recreate: bool
     ) -> PinnedContext:
-        settings = {name: getattr(self, name) for name in Gemini.model_fields}
+        # the settings the caller gave (others keep their defaults: an explicit streaming=False would
+        # turn streaming off)
+        settings = {name: getattr(self, name) for name in self.model_fields_set if name in Gemini.model_fields}
         token = _SHARED.set(self._gemini)
         try:
             return PinnedContext(
@@ -326,7 +328,7 @@ class PinnedContext(PinnedControls, Gemini):
         given: list[tuple[Message, ChatMessage]] = []
         keep: list[object] = []
         for i, item in enumerate(items):
-            where = f"content[{i}]"
+            where = f"content[{i}]" if isinstance(self.content, (list, tuple)) else "content"
             if item is None:
                 continue
             if isinstance(item, ChatMessage):
@@ -340,7 +342,7 @@ class PinnedContext(PinnedControls, Gemini):
             else:
                 if isinstance(item, UploadedFile):
                     keep.append(item)
-                neutral.append(item)
+                neutral.append(context_part(item, where))
         messages = context_messages(neutral, system=self.system)
         j = 0
         for i, message in enumerate(messages):

@@ -49,6 +49,15 @@ _NAME_RE = re.compile(r"^cachedContents/([a-z0-9][a-z0-9-]*)$")
 _NS = 1_000_000_000
 
 
+# Gemini's answer for a method a model does not offer (its generateContent wording, seen in the field for
+# createCachedContent too: "models/gemini-flash is not supported for createCachedContent"); the emulator
+# gives it for explicit caches on Gemini 4 Argon and later, which Google's caching page excludes.
+NO_CACHE_METHOD = (
+    "{model} is not found for API version v1beta, or is not supported for createCachedContent. "
+    "Call ListModels to see the list of available models and their supported methods."
+)
+
+
 def google_error(code: int, message: str, status: str, details: list[Any] | None = None) -> EmulatorResponse:
     err: dict[str, Any] = {"code": code, "message": message, "status": status}
     if details is not None:
@@ -543,7 +552,8 @@ def handle_models(emu: Emulator, ctx: RequestContext, model: str | None) -> Emul
             "displayName": name,
             "inputTokenLimit": 1_048_576,
             "outputTokenLimit": 65_536,
-            "supportedGenerationMethods": ["generateContent", "countTokens", "createCachedContent"],
+            "supportedGenerationMethods": ["generateContent", "countTokens"]
+            + (["createCachedContent"] if emu.gemini_explicit_cache_supported(name) else []),
         }
 
     if model is not None:
@@ -602,6 +612,8 @@ def handle_cache_create(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:
             raise _Reject(invalid("* CreateCachedContentRequest.cached_content.model: model is required.\n"))
         model = "models/" + _strip_models(model)
         ctx.model = _strip_models(model)
+        if not emu.gemini_explicit_cache_supported(ctx.model):
+            raise _Reject(google_error(404, NO_CACHE_METHOD.format(model=model), "NOT_FOUND"))
         contents = _validate_contents(body.get("contents"), "CreateCachedContentRequest.cached_content", False)
         expire_ns = _expiry_from(body, now_ns, "cached_content")
         system = _get(body, "systemInstruction", "system_instruction")
