@@ -263,10 +263,12 @@ class ExplicitCacheManager(CacheCreation, ModelRules):
             return False
         if self._reg("too_small", self.namespace, plan.key) is not None:
             return False
+        if plan.pinned:
+            return True  # the caller asked for this cache: Gemini's answer, not an estimate, decides
         minimum = self._minimum(plan.model)
         if minimum is not None and self._estimate_tokens(request, plan) < minimum / 2:
             return False
-        if plan.pinned or self.mode == "always":
+        if self.mode == "always":
             return True
         sends = self._reg("note_sent", self.namespace, plan.key, now=now, window=self.ttl)
         if self._implicit_hits.get(plan.key):

@@ -302,6 +302,8 @@ def test_a_pinned_pdf_after_49_hours_is_uploaded_again_and_its_cache_recreated_o
         clock.advance(49 * 3600)  # the file (48 h) and the cache (1 h) are both gone
         later = doc.invoke("When do they land?")
     assert (uploads(emu), emu.counters.caches_created) == (2, 2), "one re-upload, one re-creation"
+    assert all(r.status == 200 for r in emu.requests), "the expiry was known from the registry, not from a 403"
+    assert not [r for r in emu.requests if r.path.endswith(":countTokens")], "a pinned cache is made, not estimated"
     assert later.response_metadata["cache"]["created"] is True and cache_read(later) == doc.tokens
     assert all(cache_read(r) == doc.tokens for r in first)
     creates = [r for r in emu.requests if r.method == "POST" and r.path == "/v1beta/cachedContents"]
