@@ -161,6 +161,7 @@ class PinnedSession:
         self.layout = layout
         self._keep = tuple(keep)
         self._handle: CacheHandle | None = None
+        self._last: CacheHandle | None = None  # the cache `delete()` deleted, still described afterwards
         self._resolved: ChatRequest | None = None
         self._names: dict[str, None] = {}  # every cache this context was served from (deleted together)
         self._deleted: str | None = None
@@ -246,9 +247,14 @@ class PinnedSession:
 
     @property
     def handle(self) -> CacheHandle:
-        """The cache serving the prefix now (pinned on first use)."""
+        """The cache serving the prefix now (pinned on first use); after `delete()`, the deleted one (only a
+        call creates it again, when the context allows it)."""
         handle = self._handle
-        return handle if handle is not None else self.pin()
+        if handle is not None:
+            return handle
+        if self._deleted is not None and self._last is not None:
+            return self._last
+        return self.pin()
 
     def _entry_named(self, name: str) -> CacheEntry | None:
         manager = self.gemini.manager
@@ -319,7 +325,7 @@ class PinnedSession:
             names = list(self._names)
             last = self._handle.name if self._handle is not None else (names[-1] if names else "")
             self._names.clear()
-            self._handle = None
+            self._last, self._handle = self._handle or self._last, None
         manager = self.gemini.manager
         entries = [e for e in manager._reg("entries", manager.namespace) if e.name in names]
         orphans = [n for n in names if n not in {e.name for e in entries}]
