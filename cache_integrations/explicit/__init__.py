@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .files import ManagedFiles, UploadedFile
 from .manager import DISPLAY_PREFIX, CacheHandle, CacheMode, CacheUse, ExplicitCacheClient, ExplicitCacheManager
 from .registry import (
     CacheEntry,
@@ -23,8 +24,10 @@ __all__ = [
     "ExplicitCacheClient",
     "ExplicitCacheManager",
     "FileEntry",
+    "ManagedFiles",
     "MemoryRegistry",
     "SQLiteRegistry",
+    "UploadedFile",
     "default_registry_path",
     "registry_from_spec",
 ]

@@ -41,6 +41,7 @@ from ..errors import FileProcessingFailedError, InvalidRequestError, UploadedFil
 from ..media import read_media
 from ..messages import MediaPart
 from ..providers.gemini_files import File, GeminiFiles, UploadSource, file_name
+from . import _forksafe
 from ._base import FileEntry
 from ._types import DISPLAY_PREFIX, KeyedLocks
 
@@ -172,6 +173,12 @@ class ManagedFiles:
         self._sources: weakref.WeakValueDictionary[str, UploadedFile] = weakref.WeakValueDictionary()
         self._deleted: set[str] = set()  # keys the caller deleted: never uploaded again behind their back
         self._foreign: dict[str, File] = {}  # files this library did not upload, described once
+        _forksafe.register(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: locks of its own (a parent's thread may have held one mid-upload)."""
+        self._locks = KeyedLocks()
+        self._memo_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ManagedFiles({self.manager.registry!r})"
