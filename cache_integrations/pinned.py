@@ -260,14 +260,15 @@ class PinnedSession:
         manager = self.gemini.manager
         return next((e for e in manager._reg("entries", manager.namespace) if e.name == name), None)
 
-    def _observe(self, use: CacheUse | None) -> None:
-        """Follow the cache a call was served from (a recreated cache has a new name)."""
+    def _observe(self, use: CacheUse | None, own: bool) -> None:
+        """Remember the cache a call was served from (deleted with the context); when it holds the pinned
+        prefix itself (`own`: no other tools bound) and is new (recreated), it becomes the handle."""
         if use is None:
             return
         with self._lock:
             known = self._handle is not None and self._handle.name == use.name
             self._names[use.name] = None
-        if known:
+        if known or not own:
             return
         entry = self._entry_named(use.name)
         if entry is not None:
@@ -282,17 +283,20 @@ class PinnedSession:
             tools, choice = self.prefix.tools, self.prefix.tool_choice
         return replace(request, messages=(*self.prefix.messages, *request.messages), tools=tools, tool_choice=choice)
 
+    def _own(self, request: ChatRequest) -> bool:
+        return not request.tools or (request.tools, request.tool_choice) == (self.prefix.tools, self.prefix.tool_choice)
+
     def chat(self, request: ChatRequest, *, layout: bool = True) -> ChatResponse:
         self._check()
         response = self.gemini.chat(self._merged(request), layout=layout, pinned_messages=len(self.prefix.messages))
-        self._observe(response.cache)
+        self._observe(response.cache, self._own(request))
         return response
 
     async def achat(self, request: ChatRequest, *, layout: bool = True) -> ChatResponse:
         self._check()
         merged = self._merged(request)
         response = await self.gemini.achat(merged, layout=layout, pinned_messages=len(self.prefix.messages))
-        self._observe(response.cache)
+        self._observe(response.cache, self._own(request))
         return response
 
     def stream(self, request: ChatRequest, *, layout: bool = True) -> Iterator[StreamChunk]:
@@ -300,7 +304,7 @@ class PinnedSession:
         merged = self._merged(request)
         for chunk in self.gemini.stream(merged, layout=layout, pinned_messages=len(self.prefix.messages)):
             if chunk.final:
-                self._observe(chunk.cache)
+                self._observe(chunk.cache, self._own(request))
             yield chunk
 
     async def astream(self, request: ChatRequest, *, layout: bool = True) -> AsyncIterator[StreamChunk]:
@@ -308,7 +312,7 @@ class PinnedSession:
         merged = self._merged(request)
         async for chunk in self.gemini.astream(merged, layout=layout, pinned_messages=len(self.prefix.messages)):
             if chunk.final:
-                self._observe(chunk.cache)
+                self._observe(chunk.cache, self._own(request))
             yield chunk
 
     # -- the caller's controls ---------------------------------------------------------------------

@@ -27,14 +27,12 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FileProcessingFailedError, InvalidRequestError, UploadedFileNotFoundError
@@ -44,6 +42,7 @@ from ..providers.gemini_files import File, GeminiFiles, UploadSource, file_name
 from . import _forksafe
 from ._base import FileEntry
 from ._types import DISPLAY_PREFIX, KeyedLocks
+from ._uploaded import UploadedFile, as_file, content_key, label, owned_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import ExplicitCacheManager
@@ -56,92 +55,9 @@ FRESH_MARGIN = 3600.0
 """A recorded file is reused while it has more than this many seconds to live; then it is uploaded again."""
 UPLOAD_LEASE_SECONDS = 120.0
 """How long an uploader's claim lasts without progress (it is renewed after every chunk)."""
-_OWNED = re.compile(rf"{re.escape(DISPLAY_PREFIX)}([0-9a-f]{{40}})(?: .*)?", re.DOTALL)
 _MAX_DISPLAY_NAME = 512
 _MEMO = 1024  # paths and byte objects whose digest this process remembers
 Progress = Callable[[int, int], None]
-
-
-def content_key(sha256: str, mime_type: str) -> str:
-    """The registry key of a content: its SHA-256 and media type (the same bytes as PDF and as text differ)."""
-    return hashlib.sha256(f"file/v1\0{sha256}\0{mime_type}".encode()).hexdigest()
-
-
-def _owned_key(display_name: str) -> str | None:
-    match = _OWNED.fullmatch(display_name)
-    return match.group(1) if match else None
-
-
-def _label(display_name: str) -> str:
-    """The caller's part of a display name this library composed."""
-    if _owned_key(display_name) is None:
-        return display_name
-    return display_name[len(DISPLAY_PREFIX) + 40 :].removeprefix(" ")
-
-
-def _as_file(entry: FileEntry) -> File:
-    return File(
-        name=entry.name,
-        uri=entry.uri,
-        mime_type=entry.mime_type,
-        size_bytes=entry.size,
-        state=entry.state,
-        expiration_time=datetime.fromtimestamp(entry.expire_at, UTC),
-        sha256=entry.sha256,
-        display_name=entry.display_name,
-    )
-
-
-class UploadedFile:
-    """A file this library uploaded (or found already uploaded) through the Files API.
-
-    `name` (``files/<id>``), `uri`, `mime_type`, `size`, `state` and `expire_time` (the server's
-    ``expirationTime``) describe the file in use now: when the content is uploaded again after expiry, the
-    handle follows the new file. Pass the handle (or its `uri`) in messages and to `cache_context`.
-    `delete()` deletes the file now; a request that still names it then fails with
-    `UploadedFileNotFoundError` instead of uploading it again.
-    """
-
-    def __init__(self, files: ManagedFiles, key: str, file: File, source: UploadSource | None) -> None:
-        self._files = files
-        self.key = key
-        self._file = file
-        self._source = source  # kept so the content can be uploaded again without the caller's help
-
-    name = property(lambda self: self._file.name, doc="``files/<id>``.")
-    uri = property(lambda self: self._file.uri, doc="The URI requests and caches refer to.")
-    mime_type = property(lambda self: self._file.mime_type, doc="The media type given at upload.")
-    size = property(lambda self: self._file.size_bytes, doc="Bytes.")
-    state = property(lambda self: self._file.state, doc="PROCESSING, ACTIVE or FAILED (when last seen).")
-    sha256 = property(lambda self: self._file.sha256, doc="Hex SHA-256 of the content.")
-    display_name = property(lambda self: _label(self._file.display_name), doc="The display name given at upload.")
-
-    @property
-    def expire_time(self) -> datetime | None:
-        """When Gemini deletes the file (its ``expirationTime``: 48 hours after upload)."""
-        return self._file.expiration_time
-
-    @property
-    def file(self) -> File:
-        """The Files API resource as last seen."""
-        return self._file
-
-    def _follow(self, file: File) -> None:
-        self._file = file
-
-    def __repr__(self) -> str:
-        expires = self.expire_time.isoformat() if self.expire_time else None
-        return (
-            f"UploadedFile(name={self.name!r}, mime_type={self.mime_type!r}, size={self.size}, "
-            f"state={self.state!r}, expire_time={expires!r})"
-        )
-
-    def delete(self) -> None:
-        """Delete the file now and forget it (a request naming it afterwards fails, it is not re-uploaded)."""
-        self._files.delete(self)
-
-    async def adelete(self) -> None:
-        await self._files.adelete(self)
 
 
 class ManagedFiles:
@@ -338,7 +254,7 @@ class ManagedFiles:
     def _ready(self, entry: FileEntry) -> File | None:
         """The recorded file once ACTIVE; None when it vanished meanwhile (its record is dropped)."""
         if entry.state == "ACTIVE":
-            file = _as_file(entry)
+            file = as_file(entry)
             self._follow(entry.key, file)
             return file
         try:
@@ -422,7 +338,7 @@ class ManagedFiles:
 
     async def _aready(self, entry: FileEntry) -> File | None:
         if entry.state == "ACTIVE":
-            file = _as_file(entry)
+            file = as_file(entry)
             self._follow(entry.key, file)
             return file
         try:
@@ -491,7 +407,7 @@ class ManagedFiles:
             return None
         if content_key(digest, entry.mime_type) != key:
             return None  # the file on disk changed since it was uploaded
-        return UploadSource.of(entry.source_path), entry.mime_type, _label(entry.display_name) or None
+        return UploadSource.of(entry.source_path), entry.mime_type, label(entry.display_name) or None
 
     def _current_plan(self, reference: str) -> tuple[str, str] | None:
         try:
@@ -628,7 +544,7 @@ class ManagedFiles:
 
     def list(self) -> list[File]:
         """The live files this library uploaded under this credential (any process); others' are left out."""
-        return [f for f in self.files.list() if _owned_key(f.display_name) is not None]
+        return [f for f in self.files.list() if owned_key(f.display_name) is not None]
 
     def delete_all(self) -> int:
         """Delete every live file this library uploaded under this credential; returns how many."""

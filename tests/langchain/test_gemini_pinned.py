@@ -176,6 +176,7 @@ def test_tools_and_structured_output_bound_later_get_a_cache_of_their_own(emu: E
 
     llm = gemini(emu, clock)
     doc = llm.cache_context(DOC, system=SYSTEM)
+    pinned = doc.cache_name
     parsed = doc.with_structured_output(Growth).invoke("How much did unit 4 grow?")
     assert isinstance(parsed, Growth)
     reply = doc.bind_tools([Growth]).invoke("Report unit 5 as Growth.")
@@ -183,6 +184,7 @@ def test_tools_and_structured_output_bound_later_get_a_cache_of_their_own(emu: E
     # Gemini caches tools with the content: the structured-output tool needs a second cache, which is
     # created (the context is pinned, whatever cache_mode says) and deleted with the context
     assert emu.counters.caches_created == 3
+    assert doc.cache_name == doc.name == pinned, "the context still describes the cache of its own prefix"
     doc.delete()
     assert emu.counters.caches_alive == 0
 
