@@ -151,8 +151,10 @@ class ModelRules:
 
     async def _aestimate_tokens(self, request: ChatRequest, plan: Plan) -> None:
         """Count a media prefix with the provider's async ``countTokens`` before the (sync) policy reads it."""
-        if self._remembered_tokens(plan.key) is not None:
-            return
+        if plan.pinned or self._remembered_tokens(plan.key) is not None:
+            return  # a pinned prefix is created without estimating its size
+        if not self.explicit_caching_supported(plan.model) or self._minimum(plan.model) is None:
+            return  # no cache will be made for it, or there is no minimum to compare with
         count = getattr(self.client, "acount_tokens", None)
         if not plan.cached_messages or count is None:
             return
