@@ -22,7 +22,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FIRST_MODEL_WITHOUT_EXPLICIT_CACHING", "explicit_caching_supported", "normalize_gemini_model"]
+__all__ = [
+    "CACHE_MINIMUMS",
+    "FIRST_MODEL_WITHOUT_EXPLICIT_CACHING",
+    "explicit_caching_supported",
+    "min_cache_tokens",
+    "normalize_gemini_model",
+]
 
 FIRST_MODEL_WITHOUT_EXPLICIT_CACHING = 4
 """The first Gemini major version without explicit caching (Gemini 4 Argon, ``gemini-4-argon``)."""
@@ -48,3 +54,28 @@ def explicit_caching_supported(model: str) -> bool:
         return False
     match = _VERSION.match(name)
     return match is not None and int(match.group(1)) < FIRST_MODEL_WITHOUT_EXPLICIT_CACHING
+
+
+# -- minimum cache sizes -----------------------------------------------------------------------------------
+
+CACHE_MINIMUMS: tuple[tuple[str, int], ...] = (
+    ("gemini-4", 4096),
+    ("gemini-3", 4096),
+    ("gemini-2.5", 2048),
+)
+"""(model-name prefix, minimum tokens of a cache), the first matching prefix wins.
+
+From Google's caching page (ai.google.dev/gemini-api/docs/generate-content/caching, last updated 2026-10-13):
+"Gemini 4 Argon, 3.8 Flash, 3.6 Flash, 3.1 Pro Preview: 4096; Gemini 2.5 Flash, 2.5 Pro: 2048". The May 2026
+version of the page said 1024 for Flash models: the numbers move, so a cache manager treats these as a prior
+and learns the real minimum from Gemini's "Cached content is too small" answer.
+"""
+
+
+def min_cache_tokens(model: str) -> int | None:
+    """The smallest cache Google documents for `model` (tokens), or None when the table does not know it."""
+    name = normalize_gemini_model(model)
+    for prefix, minimum in CACHE_MINIMUMS:
+        if name == prefix or name.startswith((prefix + "-", prefix + ".")):
+            return minimum
+    return None

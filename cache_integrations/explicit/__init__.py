@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .files import ManagedFiles, UploadedFile
 from .manager import (
     DISPLAY_PREFIX,
     CacheDecision,
@@ -14,6 +15,7 @@ from .manager import (
 from .registry import (
     CacheEntry,
     CacheRegistry,
+    FileEntry,
     MemoryRegistry,
     SQLiteRegistry,
     default_registry_path,
@@ -30,8 +32,11 @@ __all__ = [
     "CacheUse",
     "ExplicitCacheClient",
     "ExplicitCacheManager",
+    "FileEntry",
+    "ManagedFiles",
     "MemoryRegistry",
     "SQLiteRegistry",
+    "UploadedFile",
     "default_registry_path",
     "registry_from_spec",
 ]

@@ -120,6 +120,8 @@ class Emulator(Interventions):
     ``max_implicit_entries`` bounds remembered prompts (oldest evicted first; Anthropic entries: 4x);
     ``gemini_cache_min_tokens`` is the explicit-cache minimum (an int, or model -> int with ``"*"`` as
     the fallback); explicit caches live ``gemini_default_cache_ttl`` seconds unless told otherwise.
+    Models of Gemini 4 ("Argon") and later, and those in ``gemini_models_without_explicit_cache``, refuse
+    explicit caches as Gemini refuses an unsupported method (see ``gemini_explicit_cache_supported``).
     Anthropic ``cache_control`` breakpoints follow Anthropic's rules (see ``_anthropic_cache``);
     ``anthropic_cache_min_tokens`` overrides the documented per-model minimum cacheable length (an int,
     or model -> int with ``"*"`` as the fallback; ``None``: the documented table).
@@ -188,6 +190,7 @@ class Emulator(Interventions):
         self.gemini_models: list[str] = list(GEMINI_MODELS)
         self.deepseek_models: list[str] = list(DEEPSEEK_MODELS)
         self.dashscope_models: list[str] = list(DASHSCOPE_MODELS)
+        self.gemini_models_without_explicit_cache: set[str] = set()
         self.tokenizer = Tokenizer()
         self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
         self._anthropic_cache = BreakpointCache(max_entries=4 * max_implicit_entries)  # up to 4 per request
@@ -391,6 +394,15 @@ class Emulator(Interventions):
                 commit(self.clock.monotonic())
 
         ctx.on_complete = delivered
+
+    def gemini_explicit_cache_supported(self, model: str) -> bool:
+        """Whether ``cachedContents.create`` accepts ``model``: not on Gemini 4 Argon and later (Google's
+        caching page after 2026-10-13), nor on the models listed in ``gemini_models_without_explicit_cache``."""
+        from ._gemini import model_version
+
+        name = model.removeprefix("models/")
+        version = model_version(name)
+        return name not in self.gemini_models_without_explicit_cache and (version is None or version[0] < 4)
 
     def gemini_cache_min_tokens_for(self, model: str) -> int:
         """Minimum ``totalTokenCount`` for creating an explicit cache on ``model``."""
