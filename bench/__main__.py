@@ -14,7 +14,18 @@ from typing import Any
 from cache_integrations.progress import progress_bar
 from cache_integrations.testing.rules import GLM_RULES, OPENAI_RULES
 
-from . import efficiency, gemini, hotpath, instrumentation, llama_index_chat, overhead, registry
+from . import (
+    anthropic,
+    efficiency,
+    gemini,
+    gemini_foreign,
+    hotpath,
+    instrumentation,
+    llama_index_chat,
+    overhead,
+    registry,
+)
+from . import openai as openai_bench
 from .workloads import WORKLOADS
 
 HERE = Path(__file__).parent
@@ -42,13 +53,19 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     rules_sets = (("GLM (no minimum, 1-token steps)", GLM_RULES), ("OpenAI-style (1024 min, 128 steps)", OPENAI_RULES))
-    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 6) as advance:  # on a terminal only
+    with progress_bar("make bench", len(rules_sets) * len(WORKLOADS) + 9) as advance:  # on a terminal only
         eff = []
         for rules_name, rules in rules_sets:
             for w in WORKLOADS:
                 eff.append(efficiency.measure(w, rules_name, rules))
                 advance(1)
         gem = gemini.measure()
+        advance(1)
+        foreign = gemini_foreign.measure()
+        advance(1)
+        claude = anthropic.measure()
+        advance(1)
+        oai = openai_bench.measure()
         advance(1)
         chat_engines = llama_index_chat.measure()
         advance(1)
@@ -102,6 +119,36 @@ def main(argv: list[str] | None = None) -> int:
             f"| {g.caches_created} | {_money(g.cost)} | {_money(g.storage_cost)} | {_money(g.cost_without_caching)} "
             f"| {_money(saved)} |"
         )
+    lines += [
+        "",
+        "## ChatGoogleGenerativeAI: plugin, plain model, hand-made cache (create_context_cache)",
+        "",
+        gemini_foreign.__doc__.strip().split("\n\n")[1].replace("\n", " ") if gemini_foreign.__doc__ else "",
+        "",
+        *gemini_foreign.table(foreign),
+        "",
+        "## ChatAnthropic: plugin, plain model, AnthropicPromptCachingMiddleware",
+        "",
+        anthropic.__doc__.strip().split("\n\n")[1].replace("\n", " ") if anthropic.__doc__ else "",
+        "",
+        *anthropic.table(claude),
+        "",
+        "## OpenAI and DeepSeek: the user's ChatOpenAI / ChatDeepSeek with and without the plugin",
+        "",
+        openai_bench.__doc__.strip().split("\n\n")[1].replace("\n", " ") if openai_bench.__doc__ else "",
+        "",
+        "| provider | workload | row | requests | hits | input tokens | cached tokens | billed cost "
+        "| cost without caching | ratio |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.provider} | {r.workload} | {r.row} | {r.requests} | {r.hits} | {r.input_tokens} "
+            f"| {r.cached_tokens} | {_money(r.cost)} | {_money(r.cost_without_caching)} "
+            f"| {'n/a' if r.ratio is None else f'{r.ratio:.3f}'} |"
+            for r in oai
+        ),
+        "",
+        f"No best-peer row: {openai_bench.PEER}.",
+    ]
     lines += [
         "",
         "## LlamaIndex chat over a document index: stock vs cache-friendly chat engine",
@@ -181,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "efficiency": [asdict(r) for r in eff],
                     "gemini": [asdict(g) for g in gem],
+                    "gemini_foreign": [asdict(f) for f in foreign],
+                    "anthropic": [asdict(c) for c in claude],
+                    "openai": [{**asdict(r), "ratio": r.ratio} for r in oai],
                     "llama_index_chat_engines": chat_engines,
                     "registry_lookup": [asdict(x) for x in lookups],
                     "thundering_herd": [asdict(h) for h in herd],

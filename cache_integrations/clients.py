@@ -15,11 +15,14 @@ from pydantic import SecretStr
 from ._secrets import check_api_key
 from .errors import ConfigurationError
 from .explicit import CacheMode, ExplicitCacheManager, registry_from_spec
+from .explicit.files import ManagedFiles
+from .gemini_chat import GeminiChat
 from .providers._body import DEFAULT_MAX_RESPONSE_BYTES
 from .providers.gemini import GeminiProvider
+from .providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
 from .providers.glm import GLMProvider
 
-__all__ = ["gemini_client", "glm_client"]
+__all__ = ["gemini_chat", "gemini_client", "glm_client"]
 
 
 def _key(api_key: SecretStr | None, owner: str, env: str) -> SecretStr:
@@ -88,3 +91,15 @@ def gemini_client(
         max_response_bytes=max_response_bytes,
     )
     return ExplicitCacheManager(provider, registry=registry_from_spec(cache_registry), mode=cache_mode, ttl=cache_ttl)
+
+
+def gemini_chat(
+    *, owner: str, file_upload_threshold: int = DEFAULT_FILE_UPLOAD_THRESHOLD, **settings: Any
+) -> GeminiChat:
+    """What `ChatGemini` and LlamaIndex `Gemini` send through: the explicit-cache manager of `gemini_client`
+    (same settings), with large media uploaded once per content through the same registry (`ManagedFiles`)."""
+    manager = gemini_client(owner=owner, **settings)
+    provider = manager.client
+    assert isinstance(provider, GeminiProvider)
+    files = ManagedFiles(manager, provider.files)
+    return GeminiChat(manager, GeminiMedia(provider.files, threshold=file_upload_threshold, uploader=files), files)

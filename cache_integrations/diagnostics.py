@@ -325,7 +325,9 @@ class CacheDiagnostics:
 
     def _diagnose(self, call: _Call, parent: Observed | None, conversation: str, index: int) -> Diagnosis:
         units, usage = call.units, call.usage
-        per_char = usage.input_tokens / (sum(u.chars for u in units) or 1) if usage.input_tokens else 0.25
+        # The prompt's own tokens: a call that created an explicit cache also reports the cache's tokens it wrote.
+        prompt = usage.input_without_caching
+        per_char = prompt / (sum(u.chars for u in units) or 1) if prompt else 0.25
         tokens = [round(u.chars * per_char) for u in units]
         verdict = _Verdict()
         if parent is None:

@@ -19,9 +19,11 @@ __all__ = [
     "BadRequestError",
     "CacheIntegrationsError",
     "CachedContentNotFoundError",
+    "CachedContentNotSupportedError",
     "CachedContentTooSmallError",
     "ConfigurationError",
     "DeadlineExceededError",
+    "ExplicitCachingUnsupportedError",
     "FileNotActiveError",
     "FileProcessingError",
     "FileProcessingFailedError",
@@ -31,6 +33,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PinnedContextDeletedError",
     "ProviderConnectionError",
     "ProviderError",
     "RateLimitError",
@@ -168,6 +171,60 @@ class CachedContentNotFoundError(PermissionDeniedError):
 
 class NotFoundError(ProviderError):
     """HTTP 404: unknown model or resource."""
+
+
+class CachedContentNotSupportedError(NotFoundError):
+    """Gemini refused to create a cache because the model does not take explicit caches.
+
+    Gemini answers 404 NOT_FOUND "models/<model> is not found for API version v1beta, or is not supported
+    for createCachedContent." (the wording of its unsupported-method errors). A cache manager remembers the
+    model and sends its requests inline, where Gemini's implicit cache still serves repeated prefixes.
+    `model` is the model named in the message, when it names one.
+    """
+
+    def __init__(self, message: str, *, model: str | None = None, **kwargs: Any) -> None:
+        self.model = model
+        super().__init__(message, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (*super().__reduce__(), {"model": self.model})
+
+
+class ExplicitCachingUnsupportedError(InvalidRequestError):
+    """An explicit cache was asked for (`cache_context`) on a model that does not take explicit caches.
+
+    Raised before anything is sent; the message names the model and what to do instead. `model` is the model.
+    """
+
+    def __init__(self, message: str, *, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_plain, (type(self), str(self), dict(self.__dict__)))
+
+
+class PinnedContextDeletedError(InvalidRequestError):
+    """A pinned context was used after its cache was deleted with `delete()`.
+
+    Create a new one with `cache_context(...)`, or pass ``recreate=True`` to `cache_context` to have the
+    cache created again on the next use. `name` is the deleted cache's name.
+    """
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_plain, (type(self), str(self), dict(self.__dict__)))
+
+
+def _rebuild_plain(cls: type[Exception], message: str, state: dict[str, Any]) -> Exception:
+    """Unpickle an error whose constructor takes keyword-only fields: the message, then its attributes."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class RateLimitError(ProviderError):

@@ -237,7 +237,8 @@ def with_cache_booking(usage: Usage, cache: Any) -> Usage:
     """Add the explicit-cache storage and creation a call booked (``raw["cache"]``) to its usage.
 
     Storage token-hours make savings net of storage; tokens written on top of the prompt (creating a
-    Gemini cache) are not part of the no-cache baseline. Both frameworks' handlers use it.
+    Gemini cache) are not part of the no-cache baseline, and count as cache writes also when the model's own
+    usage has no field for them (foreign Gemini clients). Both frameworks' handlers use it.
     """
     cache = as_mapping(cache)
     if not cache:
@@ -247,5 +248,6 @@ def with_cache_booking(usage: Usage, cache: Any) -> Usage:
     return replace(
         usage,
         cache_storage_token_hours=usage.cache_storage_token_hours + hours,
+        cache_write_tokens=max(usage.cache_write_tokens, written),
         baseline_input_tokens=usage.input_tokens - written if written else usage.baseline_input_tokens,
     )

@@ -3,7 +3,8 @@
 A block may be preceded by ``<!-- setup: <python> -->`` lines: the documented set-up a reader supplies
 (their own files and data), run before the block in the same namespace. The environment points every
 provider at the emulator, the way a user's own test would (`ZHIPUAI_BASE_URL`, `GEMINI_BASE_URL`,
-`OPENAI_BASE_URL`, `OPENAI_API_BASE`, ...), and each block runs in its own empty working directory.
+`OPENAI_BASE_URL`, `OPENAI_API_BASE`, `ANTHROPIC_BASE_URL`, ...), and each block runs in its own empty
+working directory.
 """
 
 from __future__ import annotations
@@ -66,16 +67,19 @@ def test_readme_block_runs_against_the_emulator(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    for name in ("GOOGLE_API_KEY",):
+    for name in ("GOOGLE_API_KEY", "ANTHROPIC_API_URL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in {
         "ZHIPUAI_API_KEY": "readme-key",
         "ZHIPUAI_BASE_URL": emulator_server.glm_base_url,
         "GEMINI_API_KEY": "readme-key",
         "GEMINI_BASE_URL": emulator_server.gemini_base_url,
+        "GOOGLE_GEMINI_BASE_URL": emulator_server.url,  # google-genai (ChatGoogleGenerativeAI) adds the version
         "OPENAI_API_KEY": "readme-key",
         "OPENAI_BASE_URL": emulator_server.openai_base_url,
         "OPENAI_API_BASE": emulator_server.openai_base_url,  # what llama-index-llms-openai reads
+        "ANTHROPIC_API_KEY": "readme-key",
+        "ANTHROPIC_BASE_URL": emulator_server.anthropic_base_url,
     }.items():
         monkeypatch.setenv(name, value)
     namespace: dict[str, object] = {"__name__": "__readme__"}

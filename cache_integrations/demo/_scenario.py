@@ -163,7 +163,7 @@ def run_pinned(models: Models, handler: LabellingUsageHandler) -> PinnedCache:
     try:
         for n, question in enumerate(PINNED_QUESTIONS, 1):
             pinned.invoke(question, config=_config(handler, "gemini", n))
-        return PinnedCache(pinned.name, pinned.tokens, pinned.expire_time, llm.cache_ttl)
+        return PinnedCache(pinned.cache_name, pinned.tokens, pinned.expire_time, llm.cache_ttl)
     finally:
         pinned.delete()
 

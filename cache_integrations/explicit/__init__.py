@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from .manager import DISPLAY_PREFIX, CacheHandle, CacheMode, CacheUse, ExplicitCacheClient, ExplicitCacheManager
+from .files import ManagedFiles, UploadedFile
+from .manager import (
+    DISPLAY_PREFIX,
+    CacheDecision,
+    CacheHandle,
+    CacheMode,
+    CacheUse,
+    ExplicitCacheClient,
+    ExplicitCacheManager,
+)
 from .registry import (
     CacheEntry,
     CacheRegistry,
+    FileEntry,
     MemoryRegistry,
     SQLiteRegistry,
     default_registry_path,
@@ -14,6 +24,7 @@ from .registry import (
 
 __all__ = [
     "DISPLAY_PREFIX",
+    "CacheDecision",
     "CacheEntry",
     "CacheHandle",
     "CacheMode",
@@ -21,8 +32,11 @@ __all__ = [
     "CacheUse",
     "ExplicitCacheClient",
     "ExplicitCacheManager",
+    "FileEntry",
+    "ManagedFiles",
     "MemoryRegistry",
     "SQLiteRegistry",
+    "UploadedFile",
     "default_registry_path",
     "registry_from_spec",
 ]

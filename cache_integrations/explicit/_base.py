@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-__all__ = ["CacheEntry", "CacheRegistry", "mask_url", "one_line", "scrub_url"]
+__all__ = ["CacheEntry", "CacheRegistry", "FileEntry", "mask_url", "one_line", "scrub_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,30 @@ class CacheEntry:
     last_used: float
     uses: int = 0
     pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One uploaded provider file (Gemini Files API), keyed by its content. Times are Unix seconds.
+
+    `key` identifies the content (SHA-256 of the bytes and their media type) within `namespace` (the
+    credential's fingerprint); `name` is ``files/<id>``; `source_path` is where the bytes can be read again
+    to upload them once more after the file expired (None for bytes that were not a file on disk).
+    `expire_at` is on the uploader's clock (its upload time plus the lifetime the server granted).
+    """
+
+    namespace: str
+    key: str
+    name: str
+    uri: str
+    mime_type: str
+    size: int
+    sha256: str
+    expire_at: float
+    created_at: float
+    state: str = "ACTIVE"
+    display_name: str = ""
+    source_path: str | None = None
 
 
 class CacheRegistry(ABC):
@@ -84,6 +108,35 @@ class CacheRegistry(ABC):
     @abstractmethod
     def release_lease(self, namespace: str, key: str, owner: str) -> None:
         """Give the lease back (only if `owner` still holds it)."""
+
+    # Files (uploads deduplicated by content) and free-form facts. Not abstract, so a registry written
+    # for an older release still loads; the built-in registries implement them all.
+
+    def get_file(self, namespace: str, key: str) -> FileEntry | None:
+        """The live upload of the content `key`, if one is recorded."""
+        raise NotImplementedError(f"{type(self).__name__} does not record files")
+
+    def find_file(self, namespace: str, name: str) -> FileEntry | None:
+        """The upload recorded under the file name ``files/<id>``, if any."""
+        raise NotImplementedError(f"{type(self).__name__} does not record files")
+
+    def put_file(self, entry: FileEntry) -> None:
+        """Record (or replace) the upload of `entry.key`."""
+        raise NotImplementedError(f"{type(self).__name__} does not record files")
+
+    def forget_file(self, namespace: str, key: str, *, name: str | None = None) -> None:
+        """Drop the upload of `key`; with `name`, only if it is still that file."""
+        raise NotImplementedError(f"{type(self).__name__} does not record files")
+
+    def file_entries(self, namespace: str | None = None) -> list[FileEntry]:
+        raise NotImplementedError(f"{type(self).__name__} does not record files")
+
+    def fact(self, namespace: str, kind: str, subject: str) -> int | None:
+        """A learned fact (``kind`` such as ``"no_explicit_cache"``, about `subject`, a model), if known."""
+        raise NotImplementedError(f"{type(self).__name__} does not record facts")
+
+    def set_fact(self, namespace: str, kind: str, subject: str, value: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not record facts")
 
     # Async variants. Local registries answer in microseconds, so the defaults call the sync
     # methods inline; a networked registry (Redis) overrides them with a real async client.

@@ -21,10 +21,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import CachedContentTooSmallError, ProviderConnectionError, ProviderError
+from ..errors import (
+    CachedContentNotSupportedError,
+    CachedContentTooSmallError,
+    ExplicitCachingUnsupportedError,
+    FileNotActiveError,
+    ProviderConnectionError,
+    ProviderError,
+    UploadedFileNotFoundError,
+)
 from ..messages import ChatRequest
 from ._access import RegistryAccess
 from ._base import CacheEntry, one_line
+from ._models import unsupported_message
 from ._types import (
     DISPLAY_PREFIX,
     SAFETY_SECONDS,
@@ -69,6 +78,7 @@ class CacheCreation:
     _access: RegistryAccess
     _unsure: dict[str, None]
     _unsure_lock: threading.Lock
+    _learn_unsupported: Callable[[str], None]  # from ModelRules, the manager's other mixin
 
     def _init_creation(self) -> None:
         """Per-process state of the flow (called at construction and in a forked child)."""
@@ -148,13 +158,29 @@ class CacheCreation:
         )
 
     def _creation_failed(self, plan: Plan, exc: CreationError) -> None:
-        """A refused creation: too small is learned and sent inline (raised for a pin); any other
-        error is raised when the caller demanded a cache, else logged and the request goes inline."""
+        """A refused creation: too small, or a model without explicit caching, is learned and sent inline
+        (raised for a pin); a file of the prefix that is gone or not ready is raised, so the caller can
+        upload it again and retry; any other error is raised when the caller demanded a cache, else logged
+        and the request goes inline."""
         if isinstance(exc, CachedContentTooSmallError):
             self._learn_too_small(plan, exc)
             if plan.pinned:
                 raise exc
             return
+        if isinstance(exc, CachedContentNotSupportedError):
+            self._learn_unsupported(plan.model)
+            logger.warning(
+                "Gemini refused an explicit cache for %s (%s); sending its requests inline from now on",
+                plan.model,
+                exc.message,
+            )
+            if plan.pinned:
+                raise ExplicitCachingUnsupportedError(
+                    unsupported_message(plan.model, refused=True), model=plan.model
+                ) from exc
+            return
+        if isinstance(exc, (UploadedFileNotFoundError, FileNotActiveError)):
+            raise exc
         if plan.pinned or self.mode == "always":
             raise exc
         logger.warning("could not create a cache for prefix %s (%s); sending it inline", plan.key[:12], one_line(exc))

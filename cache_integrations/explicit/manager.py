@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
 
-from ..errors import CachedContentNotFoundError, ProviderConnectionError, ProviderError
+from ..errors import CachedContentNotFoundError, CachedContentTooSmallError, ProviderConnectionError, ProviderError
 from ..layout import apply_layout, canonical_json
 from ..messages import ChatRequest, ChatResponse, StreamChunk
 from ..pricing import PriceBook, default_price_book
@@ -49,7 +49,9 @@ from . import _forksafe
 from ._access import RegistryAccess
 from ._base import CacheEntry, CacheRegistry, one_line
 from ._create import CacheCreation
+from ._foreign import CacheDecision, ForeignClientAccess
 from ._handle import CacheHandle
+from ._models import ModelRules
 from ._types import (
     DISPLAY_PREFIX,
     CachedResource,
@@ -67,6 +69,7 @@ from .registry import MemoryRegistry
 
 __all__ = [
     "DISPLAY_PREFIX",
+    "CacheDecision",
     "CacheHandle",
     "CacheMode",
     "CacheUse",
@@ -89,7 +92,7 @@ def _new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-class ExplicitCacheManager(CacheCreation):
+class ExplicitCacheManager(CacheCreation, ForeignClientAccess, ModelRules):
     """Manages explicit provider caches for one client (one credential and endpoint).
 
     `ttl` is the lifetime given to new caches and to extensions, in seconds (default 1 hour).
@@ -106,6 +109,9 @@ class ExplicitCacheManager(CacheCreation):
     then with a doubling backoff up to a minute); entries read or written in the last
     `registry_cache_seconds` are answered from memory. `registry_clock` (monotonic seconds) times
     both. After ``os.fork()`` the child gets its own locks, lease identity and connections.
+
+    A client that sends its requests itself (a foreign SDK) uses the plan-level API instead of `chat`:
+    `acquire` / `aacquire`, `settle`, `invalidate` and `recover` / `arecover` (see `explicit._foreign`).
     """
 
     def __init__(
@@ -155,6 +161,7 @@ class ExplicitCacheManager(CacheCreation):
         # Caches whose extension failed: not tried again before this time (the manager's clock).
         self._extend_after: dict[str, float] = {}
         self._init_creation()
+        self._init_models()
         _forksafe.register(self)
 
     def _after_fork(self) -> None:
@@ -217,7 +224,9 @@ class ExplicitCacheManager(CacheCreation):
 
     # -- planning -------------------------------------------------------------------------------
 
-    def _plan(self, request: ChatRequest, layout: bool, *, pinned: bool = False) -> Plan | None:
+    def _plan(self, request: ChatRequest, layout: bool, *, pinned: bool = False, sending: bool = True) -> Plan | None:
+        """The prefix to cache; `pinned` creates it whatever the policy (and raises what a policy would
+        swallow); `sending` keeps at least one turn out of the cache (a request needs one of its own)."""
         if self.mode == "off" and not pinned:
             return None
         if layout:
@@ -227,8 +236,8 @@ class ExplicitCacheManager(CacheCreation):
         for i, message in enumerate(others):
             if message.cache_point:
                 cached = i + 1
-        if not pinned:
-            cached = min(cached, max(len(others) - 1, 0))  # a request needs at least one turn of its own
+        if sending:
+            cached = min(cached, max(len(others) - 1, 0))
         has_system = len(others) < len(request.messages)
         if not (has_system or request.tools or cached):
             return None
@@ -255,12 +264,16 @@ class ExplicitCacheManager(CacheCreation):
         return max(2, math.ceil(float(needed)))
 
     def _should_create(self, plan: Plan, request: ChatRequest, now: float) -> bool:
+        if self._skip_unsupported(plan):
+            return False
         if self._reg("too_small", self.namespace, plan.key) is not None:
             return False
-        minimum = self._reg("min_tokens", self.namespace, plan.model)
+        if plan.pinned:
+            return True  # the caller asked for this cache: Gemini's answer, not an estimate, decides
+        minimum = self._minimum(plan.model)
         if minimum is not None and self._estimate_tokens(request, plan) < minimum / 2:
             return False
-        if plan.pinned or self.mode == "always":
+        if self.mode == "always":
             return True
         sends = self._reg("note_sent", self.namespace, plan.key, now=now, window=self.ttl)
         if self._implicit_hits.get(plan.key):
@@ -277,11 +290,6 @@ class ExplicitCacheManager(CacheCreation):
             self._implicit_hits[plan.key] = served  # most recently observed last
             while len(self._implicit_hits) > _PER_PREFIX_LIMIT:
                 del self._implicit_hits[next(iter(self._implicit_hits))]
-
-    def _estimate_tokens(self, request: ChatRequest, plan: Plan) -> int:
-        """A cheap over-estimate-free guess (4 bytes a token), used only to skip hopeless creates."""
-        payload = self.client.cache_payload(request, cached_messages=plan.cached_messages, layout=True)
-        return len(canonical_json(payload).encode()) // 4
 
     # -- sync path ------------------------------------------------------------------------------
 
@@ -359,9 +367,13 @@ class ExplicitCacheManager(CacheCreation):
         ticket = self._create(plan, request, layout)
         return None if ticket is None else replace(ticket, recovered=recovering)
 
-    def chat(self, request: ChatRequest, *, layout: bool = True) -> ChatResponse:
-        """Send `request`, against its prefix's cache when there is (or should be) one."""
-        plan = self._plan(request, layout)
+    def chat(self, request: ChatRequest, *, layout: bool = True, pinned: bool = False) -> ChatResponse:
+        """Send `request`, against its prefix's cache when there is (or should be) one.
+
+        `pinned`: the prefix (up to the last cache point) is a pinned context's: its cache is created
+        whatever `mode` says, and a failure to create it is raised rather than sent inline.
+        """
+        plan = self._plan(request, layout, pinned=pinned)
         ticket = self._ticket(plan, request, layout)
         if ticket is None or plan is None:
             inline = self.client.chat(request, layout=layout)
@@ -382,8 +394,8 @@ class ExplicitCacheManager(CacheCreation):
         self._reg("touch", self.namespace, plan.key, now=self.clock())
         return with_cache(response, ticket)
 
-    def stream(self, request: ChatRequest, *, layout: bool = True) -> Iterator[StreamChunk]:
-        plan = self._plan(request, layout)
+    def stream(self, request: ChatRequest, *, layout: bool = True, pinned: bool = False) -> Iterator[StreamChunk]:
+        plan = self._plan(request, layout, pinned=pinned)
         ticket = self._ticket(plan, request, layout)
         if ticket is None or plan is None:
             for chunk in self.client.stream(request, layout=layout):
@@ -441,6 +453,8 @@ class ExplicitCacheManager(CacheCreation):
             except CachedContentNotFoundError:
                 self._reg("forget", self.namespace, plan.key, name=entry.name)
                 recovering = True
+        if not recovering:
+            await self._aestimate_tokens(request, plan)
         if not recovering and not self._should_create(plan, request, now):
             return None
         if recovering and self._reg("too_small", self.namespace, plan.key) is not None:
@@ -448,8 +462,8 @@ class ExplicitCacheManager(CacheCreation):
         ticket = await self._acreate(plan, request, layout)
         return None if ticket is None else replace(ticket, recovered=recovering)
 
-    async def achat(self, request: ChatRequest, *, layout: bool = True) -> ChatResponse:
-        plan = self._plan(request, layout)
+    async def achat(self, request: ChatRequest, *, layout: bool = True, pinned: bool = False) -> ChatResponse:
+        plan = self._plan(request, layout, pinned=pinned)
         ticket = await self._aticket(plan, request, layout)
         if ticket is None or plan is None:
             inline = await self.client.achat(request, layout=layout)
@@ -470,8 +484,10 @@ class ExplicitCacheManager(CacheCreation):
         self._reg("touch", self.namespace, plan.key, now=self.clock())
         return with_cache(response, ticket)
 
-    async def astream(self, request: ChatRequest, *, layout: bool = True) -> AsyncIterator[StreamChunk]:
-        plan = self._plan(request, layout)
+    async def astream(
+        self, request: ChatRequest, *, layout: bool = True, pinned: bool = False
+    ) -> AsyncIterator[StreamChunk]:
+        plan = self._plan(request, layout, pinned=pinned)
         ticket = await self._aticket(plan, request, layout)
         if ticket is None or plan is None:
             async for chunk in self.client.astream(request, layout=layout):
@@ -508,9 +524,7 @@ class ExplicitCacheManager(CacheCreation):
         `prefix` holds what to cache: system messages, tools, and the turns to cache (all of its
         non-system messages). Raises `CachedContentTooSmallError` when the provider refuses it.
         """
-        plan = self._plan(prefix, layout, pinned=True)
-        if plan is None:
-            raise ValueError("nothing to cache: give a system message, tools or at least one message")
+        plan = self._pin_plan(prefix, layout)
         entry = self._live(plan, self.clock())
         if entry is not None:
             return CacheHandle(self, entry, prefix, created=False)
@@ -519,15 +533,32 @@ class ExplicitCacheManager(CacheCreation):
         return self._pinned(ticket, prefix)
 
     async def apin(self, prefix: ChatRequest, *, layout: bool = True) -> CacheHandle:
-        plan = self._plan(prefix, layout, pinned=True)
-        if plan is None:
-            raise ValueError("nothing to cache: give a system message, tools or at least one message")
+        plan = self._pin_plan(prefix, layout)
         entry = self._live(plan, self.clock())
         if entry is not None:
             return CacheHandle(self, entry, prefix, created=False)
         ticket = await self._acreate(plan, prefix, layout)
         assert ticket is not None
         return self._pinned(ticket, prefix)
+
+    def _pin_plan(self, prefix: ChatRequest, layout: bool) -> Plan:
+        self._require_explicit(prefix.model)
+        plan = self._plan(prefix, layout, pinned=True, sending=False)
+        if plan is None:
+            raise ValueError("nothing to cache: give a system message, tools or at least one message")
+        tokens = self._reg("too_small", self.namespace, plan.key)
+        if tokens is not None:
+            minimum = self._minimum(plan.model)
+            raise CachedContentTooSmallError(
+                f"Cached content is too small. total_token_count={tokens}, min_total_token_count={minimum} "
+                f"(learned earlier for this prefix on {plan.model})",
+                total_token_count=tokens,
+                min_total_token_count=minimum,
+                status_code=400,
+                code="INVALID_ARGUMENT",
+                provider=self.client.provider,
+            )
+        return plan
 
     def _delete_entry(self, entry: CacheEntry) -> None:
         with contextlib.suppress(CachedContentNotFoundError):  # already gone: the goal is reached

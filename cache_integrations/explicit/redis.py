@@ -13,7 +13,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import _forksafe
-from ._base import CacheEntry, CacheRegistry, mask_url, scrub_url
+from ._base import CacheEntry, CacheRegistry, FileEntry, mask_url, scrub_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import redis as redis_sync
@@ -50,6 +50,17 @@ if ARGV[2] ~= '' then
 end
 return 1
 """
+_FORGET_FILE = """
+local name = redis.call('HGET', KEYS[1], 'name')
+if not name then return 0 end
+if ARGV[1] == '' or name == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('DEL', ARGV[2] .. name)
+  return 1
+end
+return 0
+"""
+_FILE_FIELDS = ("name", "uri", "mime_type", "size", "sha256", "expire_at", "created_at", "state", "display_name")
 # The count's key expires with its window, so Redis holds only the counts that still matter.
 _NOTE_SENT = """
 local count = redis.call('INCR', KEYS[1])
@@ -96,6 +107,7 @@ class RedisRegistry(CacheRegistry):
         self._forget = self._client.register_script(_FORGET)
         self._touch = self._client.register_script(_TOUCH)
         self._note = self._client.register_script(_NOTE_SENT)
+        self._forget_file = self._client.register_script(_FORGET_FILE)
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis] = (
             weakref.WeakKeyDictionary()
         )
@@ -196,6 +208,74 @@ class RedisRegistry(CacheRegistry):
 
     def mark_too_small(self, namespace: str, key: str, tokens: int) -> None:
         self._client.set(self._k(namespace, "too_small", key), tokens)
+
+    def fact(self, namespace: str, kind: str, subject: str) -> int | None:
+        value = self._client.get(self._k(namespace, "fact", f"{kind}:{subject}"))
+        return None if value is None else int(value)
+
+    def set_fact(self, namespace: str, kind: str, subject: str, value: int) -> None:
+        self._client.set(self._k(namespace, "fact", f"{kind}:{subject}"), value)
+
+    # -- files: a hash per content key, and the file name pointing at it; both die with the file -------
+
+    @staticmethod
+    def _file(namespace: str, key: str, raw: dict[Any, Any]) -> FileEntry | None:
+        if not raw:
+            return None
+        f = _decode(raw)
+        return FileEntry(
+            namespace=namespace,
+            key=key,
+            name=f["name"],
+            uri=f["uri"],
+            mime_type=f["mime_type"],
+            size=int(f["size"]),
+            sha256=f["sha256"],
+            expire_at=float(f["expire_at"]),
+            created_at=float(f["created_at"]),
+            state=f.get("state", "ACTIVE"),
+            display_name=f.get("display_name", ""),
+            source_path=f.get("source_path") or None,
+        )
+
+    def get_file(self, namespace: str, key: str) -> FileEntry | None:
+        return self._file(namespace, key, self._client.hgetall(self._k(namespace, "file", key)))
+
+    def find_file(self, namespace: str, name: str) -> FileEntry | None:
+        key = self._client.get(self._k(namespace, "filename", name))
+        if key is None:
+            return None
+        found = self.get_file(namespace, key.decode() if isinstance(key, bytes) else str(key))
+        return found if found is not None and found.name == name else None
+
+    def put_file(self, entry: FileEntry) -> None:
+        name = self._k(entry.namespace, "file", entry.key)
+        index = self._k(entry.namespace, "filename", entry.name)
+        fields = {
+            f: repr(v) if isinstance(v, float) else str(v) for f in _FILE_FIELDS if (v := getattr(entry, f)) is not None
+        }
+        fields["source_path"] = entry.source_path or ""
+        expire_ms = int(entry.expire_at * 1000)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(name)
+        pipe.hset(name, mapping=fields)  # type: ignore[arg-type]
+        pipe.pexpireat(name, expire_ms)
+        pipe.set(index, entry.key)
+        pipe.pexpireat(index, expire_ms)
+        pipe.execute()
+
+    def forget_file(self, namespace: str, key: str, *, name: str | None = None) -> None:
+        self._forget_file(keys=[self._k(namespace, "file", key)], args=[name or "", self._k(namespace, "filename", "")])
+
+    def file_entries(self, namespace: str | None = None) -> list[FileEntry]:
+        out = []
+        for raw_key in self._client.scan_iter(match=self._k(namespace or "*", "file", "*"), count=500):
+            k = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            ns, _, key = k[len(self.prefix) + 1 :].partition(":file:")
+            found = self._file(ns, key, self._client.hgetall(k))
+            if found is not None:
+                out.append(found)
+        return out
 
     # -- leases -----------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import _forksafe
-from ._base import CacheEntry, CacheRegistry, mask_url
+from ._base import CacheEntry, CacheRegistry, FileEntry, mask_url
 from .sqlite import SQLiteRegistry
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CacheEntry",
     "CacheRegistry",
+    "FileEntry",
     "MemoryRegistry",
     "SQLiteRegistry",
     "default_registry_path",
@@ -58,6 +59,8 @@ class MemoryRegistry(CacheRegistry):
         self._mins: dict[tuple[str, str], int] = {}
         self._small: dict[tuple[str, str], int] = {}
         self._leases: dict[tuple[str, str], tuple[str, float]] = {}
+        self._files: dict[tuple[str, str], FileEntry] = {}
+        self._facts: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
         _forksafe.register(self)
 
@@ -122,6 +125,37 @@ class MemoryRegistry(CacheRegistry):
     def mark_too_small(self, namespace: str, key: str, tokens: int) -> None:
         with self._lock:
             self._small[(namespace, key)] = tokens
+
+    def get_file(self, namespace: str, key: str) -> FileEntry | None:
+        return self._files.get((namespace, key))
+
+    def find_file(self, namespace: str, name: str) -> FileEntry | None:
+        with self._lock:
+            return next((f for f in self._files.values() if f.namespace == namespace and f.name == name), None)
+
+    def put_file(self, entry: FileEntry) -> None:
+        with self._lock:
+            self._files[(entry.namespace, entry.key)] = entry
+            if len(self._files) > 1024:  # files live 48 hours: drop the long expired
+                now = entry.created_at
+                self._files = {k: f for k, f in self._files.items() if f.expire_at > now}
+
+    def forget_file(self, namespace: str, key: str, *, name: str | None = None) -> None:
+        with self._lock:
+            found = self._files.get((namespace, key))
+            if found is not None and (name is None or found.name == name):
+                del self._files[(namespace, key)]
+
+    def file_entries(self, namespace: str | None = None) -> list[FileEntry]:
+        with self._lock:
+            return [f for f in self._files.values() if namespace is None or f.namespace == namespace]
+
+    def fact(self, namespace: str, kind: str, subject: str) -> int | None:
+        return self._facts.get((namespace, kind, subject))
+
+    def set_fact(self, namespace: str, kind: str, subject: str, value: int) -> None:
+        with self._lock:
+            self._facts[(namespace, kind, subject)] = value
 
     def acquire_lease(self, namespace: str, key: str, owner: str, *, ttl: float, now: float) -> bool:
         with self._lock:

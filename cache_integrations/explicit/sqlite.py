@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _forksafe
-from ._base import CacheEntry, CacheRegistry
+from ._base import CacheEntry, CacheRegistry, FileEntry
 
 __all__ = ["SQLiteRegistry"]
 
@@ -51,12 +51,22 @@ CREATE TABLE IF NOT EXISTS facts (
     namespace TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL, value INTEGER NOT NULL,
     PRIMARY KEY (namespace, kind, subject)
 );
+CREATE TABLE IF NOT EXISTS files (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, uri TEXT NOT NULL, mime_type TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, expire_at REAL NOT NULL, created_at REAL NOT NULL,
+    state TEXT NOT NULL, display_name TEXT NOT NULL, source_path TEXT,
+    PRIMARY KEY (namespace, key)
+);
+CREATE INDEX IF NOT EXISTS files_by_name ON files (namespace, name);
 CREATE TABLE IF NOT EXISTS leases (
     namespace TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL, expires_at REAL NOT NULL,
     PRIMARY KEY (namespace, key)
 );
 """
 _COLUMNS = "namespace, key, name, model, tokens, expire_at, created_at, last_used, uses, pinned"
+_FILE_COLUMNS = (
+    "namespace, key, name, uri, mime_type, size, sha256, expire_at, created_at, state, display_name, source_path"
+)
 _STALE_SUFFIXES = ("-wal", "-shm", "-journal")
 _EXPIRED_ENTRY_GRACE = 3600.0  # an entry is deleted once its cache has been dead for this long
 
@@ -269,6 +279,7 @@ class SQLiteRegistry(CacheRegistry):
         )
         db.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
         db.execute("DELETE FROM entries WHERE expire_at < ?", (now - _EXPIRED_ENTRY_GRACE,))
+        db.execute("DELETE FROM files WHERE expire_at < ?", (now - _EXPIRED_ENTRY_GRACE,))
 
     def _fact(self, namespace: str, kind: str, subject: str) -> int | None:
         with self._lock:
@@ -298,6 +309,56 @@ class SQLiteRegistry(CacheRegistry):
 
     def mark_too_small(self, namespace: str, key: str, tokens: int) -> None:
         self._set_fact(namespace, "too_small", key, tokens)
+
+    def fact(self, namespace: str, kind: str, subject: str) -> int | None:
+        return self._fact(namespace, kind, subject)
+
+    def set_fact(self, namespace: str, kind: str, subject: str, value: int) -> None:
+        self._set_fact(namespace, kind, subject, value)
+
+    # -- files ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _file_row(row: tuple[Any, ...] | None) -> FileEntry | None:
+        if row is None:
+            return None
+        ns, key, name, uri, mime, size, sha, expire_at, created_at, state, display, source = row
+        return FileEntry(
+            str(ns), str(key), str(name), str(uri), str(mime), int(size), str(sha),
+            float(expire_at), float(created_at), str(state), str(display), None if source is None else str(source),
+        )  # fmt: skip
+
+    def _file_query(self, where: str, params: tuple[Any, ...]) -> FileEntry | None:
+        with self._lock:
+            row = self._conn().execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE {where}", params).fetchone()
+        return self._file_row(row)
+
+    def get_file(self, namespace: str, key: str) -> FileEntry | None:
+        return self._file_query("namespace=? AND key=?", (namespace, key))
+
+    def find_file(self, namespace: str, name: str) -> FileEntry | None:
+        return self._file_query("namespace=? AND name=?", (namespace, name))
+
+    def put_file(self, entry: FileEntry) -> None:
+        self._execute(
+            f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                entry.namespace, entry.key, entry.name, entry.uri, entry.mime_type, entry.size, entry.sha256,
+                entry.expire_at, entry.created_at, entry.state, entry.display_name, entry.source_path,
+            ),
+        )  # fmt: skip
+
+    def forget_file(self, namespace: str, key: str, *, name: str | None = None) -> None:
+        if name is None:
+            self._execute("DELETE FROM files WHERE namespace=? AND key=?", (namespace, key))
+        else:
+            self._execute("DELETE FROM files WHERE namespace=? AND key=? AND name=?", (namespace, key, name))
+
+    def file_entries(self, namespace: str | None = None) -> list[FileEntry]:
+        where, params = ("", ()) if namespace is None else (" WHERE namespace=?", (namespace,))
+        with self._lock:
+            rows = self._conn().execute(f"SELECT {_FILE_COLUMNS} FROM files{where}", params).fetchall()
+        return [f for f in map(self._file_row, rows) if f is not None]
 
     # -- leases -----------------------------------------------------------------------------------
 

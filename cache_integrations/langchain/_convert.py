@@ -37,7 +37,7 @@ from ..messages import (
     ToolCall,
     ToolDefinition,
 )
-from ..usage import Usage, with_cache_booking
+from ..usage import Usage, as_mapping, usage_from_openai, with_cache_booking
 from ._media import MEDIA_BLOCKS, media_from_block
 
 __all__ = [
@@ -96,6 +96,11 @@ def _content(
             parts.append(media_from_block(block, f"{where}.content[{j}]"))
         elif role == "assistant" and kind in _TOOL_CALL_BLOCKS:
             continue
+        elif role == "tool" and kind == "tool_result":
+            # Anthropic's own shape of a tool answer (a ToolMessage holding its tool_result block): its content.
+            inner, inner_point, _ = _content(block.get("content") or "", f"{where}.content[{j}].content", role)
+            cache_point = cache_point or inner_point
+            parts.extend((TextPart(inner),) if isinstance(inner, str) else inner)
         elif role == "assistant" and kind in ("reasoning", "thinking"):
             reasoning.append(str(block.get("reasoning") or block.get("thinking") or ""))
         else:
@@ -263,17 +268,33 @@ def usage_to_langchain(usage: Usage | None) -> UsageMetadata | None:
     return meta
 
 
+_WRITE_KEYS = ("cache_creation", "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+
+
 def usage_from_langchain(meta: Mapping[str, Any], response_metadata: Mapping[str, Any] | None = None) -> Usage:
     """Read any LangChain model's `usage_metadata` (so the handler works for every chat model).
 
-    Explicit-cache storage and writes booked by the call travel in ``response_metadata["cache"]``.
+    Explicit-cache storage and writes booked by the call travel in ``response_metadata["cache"]``. Anthropic's
+    writes arrive split by TTL (``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``), with
+    ``cache_creation`` then set to 0 by langchain-anthropic: all three are writes. Cache counts a model left out
+    of `usage_metadata` are taken from the provider's raw usage when the model kept it
+    (``response_metadata["token_usage"]``, as ChatOpenAI does for whole answers): ChatOpenAI pointed at DeepSeek
+    or DashScope maps only ``prompt_tokens_details.cached_tokens`` / ``cache_write_tokens``, so DeepSeek's
+    ``prompt_cache_hit_tokens`` and DashScope's ``cache_creation_input_tokens`` would be lost.
     """
     inp = meta.get("input_token_details") or {}
     out = meta.get("output_token_details") or {}
+    read = int(inp.get("cache_read") or 0)
+    written = sum(int(inp.get(k) or 0) for k in _WRITE_KEYS)
+    raw = as_mapping((response_metadata or {}).get("token_usage"))
+    reported = usage_from_openai(raw) if raw is not None and not (read and written) else None
+    if reported is not None and "prompt_tokens" in (raw or {}):
+        read = read or reported.cache_read_tokens
+        written = written or reported.cache_write_tokens
     usage = Usage(
         input_tokens=int(meta.get("input_tokens") or 0),
-        cache_read_tokens=int(inp.get("cache_read") or 0),
-        cache_write_tokens=int(inp.get("cache_creation") or 0),
+        cache_read_tokens=read,
+        cache_write_tokens=written,
         output_tokens=int(meta.get("output_tokens") or 0),
         reasoning_tokens=int(out.get("reasoning") or 0),
     )

@@ -21,7 +21,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from ..errors import InvalidRequestError
 from ..layout import canonical_json
-from ..messages import ChatRequest, Message, ToolCall, ToolDefinition
+from ..messages import ChatRequest, Message, ToolCall, ToolChoice, ToolDefinition, tool_choice_from_spec
 from ..strategies import (
     SESSION_KEYS,
     CachePlan,
@@ -29,9 +29,12 @@ from ..strategies import (
     Provider,
     StrategyBook,
     TokenEstimator,
+    cached_content_gone,
+    client_endpoint,
     provider_from_hints,
     request_chars,
     session_from_metadata,
+    tool_choice_from_gemini_config,
 )
 from ._convert import messages_from_langchain, tool_from_langchain, usage_from_langchain
 
@@ -43,6 +46,7 @@ __all__ = [
     "PreparedCall",
     "detect_provider",
     "session_from_metadata",
+    "tool_cache_control",
 ]
 
 logger = logging.getLogger("cache_integrations.langchain")
@@ -86,11 +90,20 @@ class ForeignCall:
 
 @dataclass(frozen=True)
 class PreparedCall:
+    """A call ready to send: `call` with the plan applied; `original` the call as the caller made it."""
+
     call: ForeignCall
     request: ChatRequest
     context: CallContext
     plan: CachePlan | None
     chars: int
+    original: ForeignCall | None = None
+
+    @property
+    def cache_use(self) -> Any:
+        """The explicit cache the call is sent against (`CacheUse`), or None."""
+        decision = self.plan.cache if self.plan is not None else None
+        return getattr(decision, "use", None)
 
 
 def _text_of(message: BaseMessage) -> str:
@@ -116,18 +129,60 @@ def _planning_message(message: BaseMessage) -> Message:
 
 
 def _planning_messages(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
+    return _converted_messages(messages)[0]
+
+
+def _converted_messages(messages: Sequence[BaseMessage]) -> tuple[tuple[Message, ...], bool]:
+    """The neutral messages, and whether they carry everything (False: some were reduced to their text)."""
     try:
-        return messages_from_langchain(messages)
+        return messages_from_langchain(messages), True
     except InvalidRequestError:
-        return tuple(_planning_message(m) for m in messages)
+        return tuple(_planning_message(m) for m in messages), False
 
 
 def _planning_tool(tool: Any) -> ToolDefinition:
+    return _converted_tool(tool)[0]
+
+
+def _converted_tool(tool: Any) -> tuple[ToolDefinition, bool]:
     try:
-        return tool_from_langchain(tool)
-    except InvalidRequestError:
+        return tool_from_langchain(tool), True
+    except InvalidRequestError:  # a provider's built-in tool ({"google_search": {}}): only its name counts
         name = tool.get("name") if isinstance(tool, Mapping) else getattr(tool, "name", None)
-        return ToolDefinition(str(name or type(tool).__name__))
+        return ToolDefinition(str(name or type(tool).__name__)), False
+
+
+# Call settings that describe the prompt itself (so a strategy that caches the prompt must understand them).
+_PROMPT_SETTINGS = ("tool_choice", "tool_config", "functions")
+
+
+def _tool_choice(settings: Mapping[str, Any], names: list[str]) -> tuple[ToolChoice | None, bool]:
+    """The call's tool choice (`tool_choice`, or a Gemini `tool_config`), and whether it was understood."""
+    if settings.get("functions"):
+        return None, False
+    try:
+        if settings.get("tool_config") is not None:
+            if settings.get("tool_choice") is not None:
+                return None, False  # merged by the model in ways a cache cannot hold
+            return tool_choice_from_gemini_config(settings["tool_config"], names), True
+        return tool_choice_from_spec(settings.get("tool_choice"), names), True
+    except (ValueError, InvalidRequestError):
+        return None, False
+
+
+def tool_cache_control(tool: Any) -> Any:
+    """The caller's own ``cache_control`` on a tool (a dict tool's key, a `BaseTool`'s ``extras``), if any."""
+    if isinstance(tool, Mapping):
+        return tool.get("cache_control")
+    extras = getattr(tool, "extras", None)
+    return extras.get("cache_control") if isinstance(extras, Mapping) else None
+
+
+def _top_level_cache_control(call: ForeignCall, model: BaseChatModel) -> Any:
+    """A request-level ``cache_control`` (Anthropic's automatic caching) the caller set, per call or on the model."""
+    model_kwargs = getattr(model, "model_kwargs", None)
+    fallback = model_kwargs.get("cache_control") if isinstance(model_kwargs, Mapping) else None
+    return call.settings.get("cache_control", fallback)
 
 
 class CachingCoordinator:
@@ -161,25 +216,72 @@ class CachingCoordinator:
                 "prompt caching: no strategy for %s; applying the cache-friendly layout only", type(model).__name__
             )
 
-    def prepare(self, model: BaseChatModel, call: ForeignCall) -> PreparedCall:
+    def _neutral(self, model: BaseChatModel, call: ForeignCall) -> tuple[ChatRequest, CallContext]:
+        """The call as the core sees it: the neutral request and the call's context."""
         provider = self.book.provider or detect_provider(model)
         self._announce(provider, model)
         name = str(call.settings.get("model") or _model_name(model))
         messages = (*call.system, *call.messages)
-        request = ChatRequest(
+        neutral, exact = _converted_messages(messages) if messages else ((), True)
+        if neutral and _top_level_cache_control(call, model):
+            # The caller's automatic caching marks the request's end: a marker of theirs the strategy counts.
+            neutral = (*neutral[:-1], replace(neutral[-1], cache_point=True))
+        tools = [_converted_tool(t) for t in call.tools]
+        choice, understood = _tool_choice(call.settings, [t.name for t, _ in tools])
+        request = ChatRequest(model=name, messages=neutral, tools=tuple(t for t, _ in tools), tool_choice=choice)
+        # A model that already names a cache of its own (ChatGoogleGenerativeAI(cached_content=...)) keeps it.
+        own_cache = call.settings.get("cached_content") or getattr(model, "cached_content", None)
+        context = CallContext(
+            provider=provider,
             model=name,
-            messages=_planning_messages(messages) if messages else (),
-            tools=tuple(_planning_tool(t) for t in call.tools),
+            session=call.session,
+            endpoint=None if own_cache else client_endpoint(provider, model),
+            exact=exact and understood and all(ok for _, ok in tools),
+            caller_markers=sum(1 for t in call.tools if tool_cache_control(t) is not None),
         )
-        context = CallContext(provider=provider, model=name, session=call.session)
-        plan = self.book.plan(request, context)
+        return request, context
+
+    def _prepared(
+        self, call: ForeignCall, request: ChatRequest, context: CallContext, plan: CachePlan | None
+    ) -> PreparedCall:
         if plan is None:
             return PreparedCall(call, request, context, None, request_chars(request))
         applied = _apply(call, plan)
-        specific = PROVIDER_APPLIERS.get(provider)
+        specific = PROVIDER_APPLIERS.get(context.provider)
         if specific is not None:
             applied = specific(applied, plan)
-        return PreparedCall(applied, request, context, plan, request_chars(request))
+        return PreparedCall(applied, request, context, plan, request_chars(request), original=call)
+
+    def prepare(self, model: BaseChatModel, call: ForeignCall) -> PreparedCall:
+        request, context = self._neutral(model, call)
+        return self._prepared(call, request, context, self.book.plan(request, context))
+
+    async def aprepare(self, model: BaseChatModel, call: ForeignCall) -> PreparedCall:
+        """`prepare` for async calls: a strategy that creates a provider cache awaits it."""
+        request, context = self._neutral(model, call)
+        return self._prepared(call, request, context, await self.book.aplan(request, context))
+
+    def recover(self, prepared: PreparedCall, error: BaseException) -> PreparedCall | None:
+        """After the model failed: if it reported the plan's explicit cache gone, the call to retry once (with a
+        new cache, or inline when none can be made); else None and the caller re-raises."""
+        if prepared.plan is None or prepared.plan.cache is None or not cached_content_gone(error):
+            return None
+        plan = self.book.recover(prepared.request, prepared.context, prepared.plan)
+        return (
+            None
+            if plan is None
+            else self._prepared(prepared.original or prepared.call, prepared.request, prepared.context, plan)
+        )
+
+    async def arecover(self, prepared: PreparedCall, error: BaseException) -> PreparedCall | None:
+        if prepared.plan is None or prepared.plan.cache is None or not cached_content_gone(error):
+            return None
+        plan = await self.book.arecover(prepared.request, prepared.context, prepared.plan)
+        return (
+            None
+            if plan is None
+            else self._prepared(prepared.original or prepared.call, prepared.request, prepared.context, plan)
+        )
 
     def observe(self, prepared: PreparedCall, message: BaseMessage | None) -> None:
         meta = getattr(message, "usage_metadata", None)

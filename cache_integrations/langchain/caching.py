@@ -32,16 +32,19 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from ..errors import ConfigurationError
 from ..messages import ChatRequest
 from ..observe import CallObservation, aiterate_active, check_instrument, iterate_active
-from ..strategies import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
+from ..strategies import MIN_CACHEABLE_TOKENS, CallContext, WarmupPlan, plan_warmup
+from . import _anthropic  # noqa: F401  (registers PROVIDER_APPLIERS["anthropic"])
 from ._foreign import (
     CachingCoordinator,
     ForeignCall,
     PreparedCall,
+    _model_name,
     _planning_messages,
     _planning_tool,
     detect_provider,
     session_from_metadata,
 )
+from ._gemini_foreign import cache_use_chunk, result_with_cache_use
 from ._observe import annotate, finish_with_message, observe_foreign_call
 
 __all__ = ["PromptCachingChatModel", "with_prompt_caching"]
@@ -61,7 +64,7 @@ class PromptCachingChatModel(BaseChatModel):
 
     bound: BaseChatModel
     """The caller's model; it sends every request."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, repr=False)  # a registry URL may hold a password
     """Strategy options (see `with_prompt_caching`)."""
     warmup: bool = True
     """Warm a cold prefix shared by a batch with one request before sending the others."""
@@ -99,18 +102,40 @@ class PromptCachingChatModel(BaseChatModel):
     def coordinator(self) -> CachingCoordinator:
         return self._coordinator
 
-    def _prepare(
+    @classmethod
+    def sharing(cls, bound: BaseChatModel, coordinator: CachingCoordinator) -> PromptCachingChatModel:
+        """`bound` wrapped with an existing coordinator (a middleware's: its strategies, caches and learning)."""
+        wrapped = cls(bound=bound, warmup=False, profile=bound.profile)
+        wrapped._coordinator = coordinator
+        return wrapped
+
+    def _call(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
-    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+    ) -> ForeignCall:
         settings = dict(kwargs)
         tools = settings.pop("tools", None)
         session = session_from_metadata(metadata) if metadata is not None else _SESSION.get()
-        call = ForeignCall((), tuple(messages), tuple(tools or ()), settings, session)
-        prepared = self._coordinator.prepare(self.bound, call)
+        return ForeignCall((), tuple(messages), tuple(tools or ()), settings, session)
+
+    @staticmethod
+    def _args(prepared: PreparedCall) -> tuple[list[BaseMessage], dict[str, Any]]:
+        """The messages and keyword arguments to call the wrapped model with."""
         out = dict(prepared.call.settings)
-        if tools is not None:
+        if prepared.call.tools:
             out["tools"] = list(prepared.call.tools)
-        return prepared, list(prepared.call.messages), out
+        return list(prepared.call.messages), out
+
+    def _prepare(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
+    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+        prepared = self._coordinator.prepare(self.bound, self._call(messages, kwargs, metadata))
+        return (prepared, *self._args(prepared))
+
+    async def _aprepare(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], metadata: dict[str, Any] | None
+    ) -> tuple[PreparedCall, list[BaseMessage], dict[str, Any]]:
+        prepared = await self._coordinator.aprepare(self.bound, self._call(messages, kwargs, metadata))
+        return (prepared, *self._args(prepared))
 
     # -- the run's session reaches `_stream` ----------------------------------------------------------
 
@@ -184,10 +209,18 @@ class PromptCachingChatModel(BaseChatModel):
         obs = self._observe(prepared)
         try:
             with obs.active():
-                result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+                try:
+                    result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+                except Exception as exc:  # a vanished explicit cache: recreated (or dropped), retried once, invisibly
+                    retry = self._coordinator.recover(prepared, exc)
+                    if retry is None:
+                        raise
+                    prepared, (msgs, kw) = retry, self._args(retry)
+                    result = self.bound._generate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
         except BaseException as exc:
             obs.fail(exc)
             raise
+        result = result_with_cache_use(result, prepared.cache_use)
         message = result.generations[0].message if result.generations else None
         self._coordinator.observe(prepared, message)
         finish_with_message(obs, message, run_manager)
@@ -200,14 +233,22 @@ class PromptCachingChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
+        prepared, msgs, kw = await self._aprepare(messages, kwargs, run_manager.metadata if run_manager else None)
         obs = self._observe(prepared)
         try:
             with obs.active():
-                result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+                try:
+                    result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
+                except Exception as exc:
+                    retry = await self._coordinator.arecover(prepared, exc)
+                    if retry is None:
+                        raise
+                    prepared, (msgs, kw) = retry, self._args(retry)
+                    result = await self.bound._agenerate_with_cache(msgs, stop=stop, run_manager=run_manager, **kw)
         except BaseException as exc:
             obs.fail(exc)
             raise
+        result = result_with_cache_use(result, prepared.cache_use)
         message = result.generations[0].message if result.generations else None
         self._coordinator.observe(prepared, message)
         finish_with_message(obs, message, run_manager)
@@ -232,8 +273,22 @@ class PromptCachingChatModel(BaseChatModel):
         obs = self._observe(prepared)
         stream = _StreamFacts(obs)
         try:
-            for chunk in iterate_active(self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw)):
+            chunks = iterate_active(self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw))
+            try:  # a vanished cache fails the stream when it opens, before any output: retried once, invisibly
+                first = next(chunks, None)
+            except Exception as exc:
+                retry = self._coordinator.recover(prepared, exc)
+                if retry is None:
+                    raise
+                prepared, (msgs, kw) = retry, self._args(retry)
+                chunks = iterate_active(self.bound._stream(msgs, stop=stop, run_manager=run_manager, **kw))
+                first = next(chunks, None)
+            if first is not None:
+                yield from stream.add(first)
+            for chunk in chunks:
                 yield from stream.add(chunk)
+            if (use := prepared.cache_use) is not None:
+                yield from stream.add(cache_use_chunk(use))
         except GeneratorExit:
             obs.finish(usage=None)
             raise
@@ -251,12 +306,28 @@ class PromptCachingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         kwargs = self._stream_kwargs(kwargs)
-        prepared, msgs, kw = self._prepare(messages, kwargs, run_manager.metadata if run_manager else None)
+        prepared, msgs, kw = await self._aprepare(messages, kwargs, run_manager.metadata if run_manager else None)
         obs = self._observe(prepared)
         stream = _StreamFacts(obs)
         try:
-            async for chunk in aiterate_active(self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw)):
+            chunks = aiterate_active(self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw))
+            try:
+                first = await anext(chunks, None)
+            except Exception as exc:
+                retry = await self._coordinator.arecover(prepared, exc)
+                if retry is None:
+                    raise
+                prepared, (msgs, kw) = retry, self._args(retry)
+                chunks = aiterate_active(self.bound._astream(msgs, stop=stop, run_manager=run_manager, **kw))
+                first = await anext(chunks, None)
+            if first is not None:
+                for out in stream.add(first):
+                    yield out
+            async for chunk in chunks:
                 for out in stream.add(chunk):
+                    yield out
+            if (use := prepared.cache_use) is not None:
+                for out in stream.add(cache_use_chunk(use)):
                     yield out
         except GeneratorExit:
             obs.finish(usage=None)
@@ -270,7 +341,9 @@ class PromptCachingChatModel(BaseChatModel):
 
     # -- batch warm-up -----------------------------------------------------------------------------
 
-    def _warmup_plan(self, inputs: Sequence[LanguageModelInput], kwargs: dict[str, Any]) -> WarmupPlan | None:
+    def _warmup_plan(
+        self, inputs: Sequence[LanguageModelInput], configs: Sequence[RunnableConfig], kwargs: dict[str, Any]
+    ) -> WarmupPlan | None:
         provider = self._coordinator.provider or detect_provider(self.bound)
         if not self.warmup or provider not in _WARM_PROVIDERS or len(inputs) < 2:
             return None
@@ -281,7 +354,18 @@ class PromptCachingChatModel(BaseChatModel):
             ]
         except Exception:  # inputs the model itself will reject: let it say so, unwarmed
             return None
-        plan = plan_warmup(requests, min_tokens=MIN_CACHEABLE_TOKENS[provider], estimator=self._coordinator.estimator)
+        fixed = kwargs.get("prompt_cache_key")
+        routes = [
+            fixed
+            if isinstance(fixed, str)
+            else self._coordinator.book.cache_key(
+                CallContext(provider, _model_name(self.bound), session_from_metadata(config.get("metadata")))
+            )
+            for config in configs
+        ]
+        plan = plan_warmup(
+            requests, min_tokens=MIN_CACHEABLE_TOKENS[provider], estimator=self._coordinator.estimator, routes=routes
+        )
         return plan if plan.warms else None
 
     def batch(
@@ -292,10 +376,10 @@ class PromptCachingChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        plan = self._warmup_plan(inputs, kwargs)
+        configs = get_config_list(config, len(inputs))
+        plan = self._warmup_plan(inputs, configs, kwargs)
         if plan is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs = get_config_list(config, len(inputs))
         out: list[Any] = [None] * len(inputs)
         for wave in (plan.first, plan.then):
             answers = super().batch(
@@ -313,10 +397,10 @@ class PromptCachingChatModel(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        plan = self._warmup_plan(inputs, kwargs)
+        configs = get_config_list(config, len(inputs))
+        plan = self._warmup_plan(inputs, configs, kwargs)
         if plan is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs = get_config_list(config, len(inputs))
         out: list[Any] = [None] * len(inputs)
         for wave in (plan.first, plan.then):
             answers = await super().abatch(
@@ -417,7 +501,9 @@ def with_prompt_caching(
     Options: `provider` (default: detected from the model's class and base URL; ``"openai"`` for an OpenAI
     proxy on another host); `layout` (default True: system messages first, tools by name); `prompt_cache_key` (OpenAI: a
     fixed key, a callable of the `CallContext`, or None to hash the run's `thread_id` / `session_id`);
-    `retention` (OpenAI: ``"in_memory"`` or ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode).
+    `retention` (OpenAI: ``"in_memory"`` or ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode);
+    `ttl` (Anthropic: ``"auto"``, the default, picks 1 hour where calls sharing a prefix come more than 5
+    minutes apart; ``"5m"`` or ``"1h"`` fix it) and `min_tokens` (Anthropic: model -> minimum cacheable tokens).
     `warmup`: send one request of a cold shared prefix before the rest of a `batch`. `instrument`: OpenTelemetry
     spans and metrics per call (see `cache_integrations.otel`; None follows `instrument()`).
     """

@@ -1,15 +1,18 @@
-"""`ChatGemini`: a drop-in LangChain chat model for Gemini that manages explicit context caches.
+"""`ChatGemini`: a drop-in LangChain chat model for Gemini that manages explicit context caches and files.
 
 The system instruction, tools, tool config and the turns up to the last `cache_control` marker are
 kept in a Gemini `cachedContents` resource that the model creates once, reuses, extends while in use
-and recreates if it vanishes; requests then carry only the new turns. See
-`cache_integrations.explicit.ExplicitCacheManager` for the policy.
+and recreates if it vanishes; requests then carry only the new turns. Large media goes through the
+Files API once per content (shared by every process using the same registry) and is uploaded again
+after it expires. `cache_context` pins a context (text, PDFs, videos, ...) and returns a chat model
+bound to its cache. See `cache_integrations.explicit.ExplicitCacheManager` for the cache policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any, ClassVar, Self
 
 from langchain_core.language_models import LanguageModelInput
@@ -18,11 +21,14 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
 
-from ..clients import gemini_client
-from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
-from ..messages import ChatRequest, tool_choice_from_spec
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider, gemini_options
-from ..providers.gemini_files import GeminiFiles
+from ..clients import gemini_chat
+from ..explicit import CacheMode, ExplicitCacheManager
+from ..explicit.files import UploadedFile
+from ..gemini_chat import GeminiChat
+from ..messages import ChatRequest, MediaPart, Message, TextPart, tool_choice_from_spec
+from ..pinned import PinnedControls, PinnedSession, context_messages, context_part
+from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
+from ..providers.gemini_files import File, GeminiFiles
 from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
 from ..validation import GEMINI_LIMITS, SamplingLimits
 from ._base import CachingChatModel
@@ -30,54 +36,15 @@ from ._convert import messages_from_langchain, tool_from_langchain
 
 __all__ = ["ChatGemini", "PinnedContext"]
 
-_CACHE_POINT = {"cache_control": {"type": "ephemeral"}}
-
-
-class PinnedContext:
-    """A long context pinned in a Gemini cache, ready to prefix your questions.
-
-    `messages` are the LangChain messages that form the cached prefix (the last one carries the
-    cache point); `llm` is the model with the pinned tools bound. `invoke(question)` sends
-    ``[*messages, HumanMessage(question)]`` through `llm`.
-    """
-
-    def __init__(self, handle: CacheHandle, messages: list[BaseMessage], llm: Runnable[LanguageModelInput, AIMessage]):
-        self.handle = handle
-        self.messages = messages
-        self.llm = llm
-
-    name = property(lambda self: self.handle.name, doc="The provider's cache name (cachedContents/...).")
-    tokens = property(lambda self: self.handle.tokens, doc="Tokens held by the cache.")
-    expire_time = property(lambda self: self.handle.expire_time, doc="When the cache expires (UTC).")
-    created = property(lambda self: self.handle.created, doc="Whether pinning created it (or found it).")
-
-    def __repr__(self) -> str:
-        return f"PinnedContext(name={self.name!r}, tokens={self.tokens}, expire_time={self.expire_time.isoformat()!r})"
-
-    def invoke(self, question: str | BaseMessage, **kwargs: Any) -> AIMessage:
-        ask = question if isinstance(question, BaseMessage) else HumanMessage(question)
-        return self.llm.invoke([*self.messages, ask], **kwargs)
-
-    async def ainvoke(self, question: str | BaseMessage, **kwargs: Any) -> AIMessage:
-        ask = question if isinstance(question, BaseMessage) else HumanMessage(question)
-        return await self.llm.ainvoke([*self.messages, ask], **kwargs)
-
-    def refresh(self, ttl_seconds: float | None = None) -> PinnedContext:
-        self.handle.refresh(ttl_seconds)
-        return self
-
-    def delete(self) -> None:
-        self.handle.delete()
-
-    @property
-    def expires_in(self) -> float:
-        """Seconds until the cache expires (negative once it has)."""
-        expire_time: datetime = self.handle.expire_time
-        return (expire_time - datetime.now(expire_time.tzinfo)).total_seconds()
+# The GeminiChat a pinned context built by `cache_context` shares with the model that built it.
+_SHARED: ContextVar[GeminiChat | None] = ContextVar("cache_integrations_shared_gemini_chat", default=None)
+# The prefix `cache_context` built (and validated, so bad content raises as itself, not wrapped by pydantic).
+_PREFIX: ContextVar[_Prefix | None] = ContextVar("cache_integrations_pinned_prefix", default=None)
+Progress = Callable[[int, int], None]
 
 
 class ChatGemini(CachingChatModel):
-    """Gemini chat model with explicit context caching managed end to end.
+    """Gemini chat model with explicit context caching and Files API uploads managed end to end.
 
     Usage reports ``input_token_details.cache_read`` (Gemini's ``cachedContentTokenCount``; inclusive
     in ``input_tokens``) and, on the call that created a cache, ``cache_creation``;
@@ -86,10 +53,9 @@ class ChatGemini(CachingChatModel):
     Example:
         ```python
         llm = ChatGemini(model="gemini-2.5-flash")  # key from GEMINI_API_KEY or GOOGLE_API_KEY
-        doc = llm.cache_context(report_text, system="Answer from the report only.")
-        for q in questions:
-            print(doc.invoke(q).content)
-        doc.delete()
+        with llm.cache_context(Path("report.pdf"), system="Answer from the report only.") as doc:
+            for q in questions:
+                print(doc.invoke(q).content)   # a chat model: stream, batch, tools, LCEL, agents
         ```
     """
 
@@ -105,8 +71,8 @@ class ChatGemini(CachingChatModel):
     cache_ttl: float = 3600.0
     """Seconds a new cache lives; caches in use are extended before they expire (positive, finite)."""
     cache_registry: Any = Field(default=None, exclude=True, repr=False)  # a Redis URL may hold a password
-    """Where caches are remembered: ``"sqlite"`` (default, shared by the host's processes),
-    ``"sqlite:///path"``, ``"redis://host:6379/0"``, ``"memory"``, or a `CacheRegistry`."""
+    """Where caches and uploaded files are remembered: ``"sqlite"`` (default, shared by the host's
+    processes), ``"sqlite:///path"``, ``"redis://host:6379/0"``, ``"memory"``, or a `CacheRegistry`."""
     thinking_budget: int | None = None
     """Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."""
     file_upload_threshold: int = Field(default=DEFAULT_FILE_UPLOAD_THRESHOLD, ge=0)
@@ -116,29 +82,36 @@ class ChatGemini(CachingChatModel):
     Read when the model is built; `media.threshold` changes it afterwards."""
 
     _ls_provider: ClassVar[str] = "google_genai"
-    _media: GeminiMedia = PrivateAttr()
+    _gemini: GeminiChat = PrivateAttr()
     _limits: ClassVar[SamplingLimits] = GEMINI_LIMITS
 
     @model_validator(mode="after")
     def _connect(self) -> Self:
-        self._client = gemini_client(
-            owner="ChatGemini",
-            api_key=self.api_key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            deadline=self.deadline,
-            http_client=self.http_client,
-            async_http_client=self.http_async_client,
-            default_headers=self.default_headers,
-            cache_mode=self.cache_mode,
-            cache_ttl=self.cache_ttl,
-            cache_registry=self.cache_registry,
-        )
-        provider = self.cache_manager.client
-        assert isinstance(provider, GeminiProvider)
-        self._media = GeminiMedia(provider.files, threshold=self.file_upload_threshold)
+        shared = _SHARED.get()
+        if shared is not None:
+            self._gemini = shared
+        else:
+            self._gemini = gemini_chat(
+                owner="ChatGemini",
+                file_upload_threshold=self.file_upload_threshold,
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                deadline=self.deadline,
+                http_client=self.http_client,
+                async_http_client=self.http_async_client,
+                default_headers=self.default_headers,
+                cache_mode=self.cache_mode,
+                cache_ttl=self.cache_ttl,
+                cache_registry=self.cache_registry,
+            )
+        self._client = self._gemini
+        self._bind_client()
         return self
+
+    def _bind_client(self) -> None:
+        """Subclasses put their own client in front of the shared `GeminiChat` (a pinned context's session)."""
 
     @property
     def _llm_type(self) -> str:
@@ -151,9 +124,7 @@ class ChatGemini(CachingChatModel):
     @property
     def cache_manager(self) -> ExplicitCacheManager:
         """The manager of this model's explicit caches (registry, policy, TTL)."""
-        manager = self._client
-        assert isinstance(manager, ExplicitCacheManager)
-        return manager
+        return self._gemini.manager
 
     def _extra_body(self) -> dict[str, Any]:
         return gemini_options(thinking_budget=self.thinking_budget)
@@ -161,58 +132,119 @@ class ChatGemini(CachingChatModel):
     @property
     def files(self) -> GeminiFiles:
         """The Gemini Files API with this model's key and clients: upload, get, list, delete, wait_active."""
-        return self._media.files
+        return self._gemini.media.files
 
     @property
     def media(self) -> GeminiMedia:
         """How this model's requests move large media to the Files API (threshold, uploader)."""
-        return self._media
+        return self._gemini.media
 
     def _resolve(self, request: ChatRequest) -> ChatRequest:
-        return self._media.resolve(request)
+        self._client.check(request)  # type: ignore[attr-defined]  # bad media fails here, before a stream opens
+        return request
 
     async def _aresolve(self, request: ChatRequest) -> ChatRequest:
-        return await self._media.aresolve(request)
+        self._client.check(request)  # type: ignore[attr-defined]
+        return request
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def upload_file(
+        self,
+        source: Any,
+        mime_type: str | None = None,
+        display_name: str | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> UploadedFile:
+        """Upload a file through the Files API once and wait until it is ACTIVE; returns its handle.
+
+        `source` is a path (`str` or `pathlib.Path`; the media type comes from its extension), bytes or
+        a binary file object. The same content is uploaded once per API key, across calls and every
+        process sharing `cache_registry`; after its 48 hours it is uploaded again when a request or a
+        cache needs it. `progress(sent, total)` is called after every chunk.
+        """
+        return self._gemini.files.upload_file(source, mime_type=mime_type, display_name=display_name, progress=progress)
+
+    async def aupload_file(
+        self,
+        source: Any,
+        mime_type: str | None = None,
+        display_name: str | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> UploadedFile:
+        return await self._gemini.files.aupload_file(
+            source, mime_type=mime_type, display_name=display_name, progress=progress
+        )
+
+    def list_files(self) -> list[File]:
+        """Live Files API files this library uploaded under this key (never anyone else's)."""
+        return self._gemini.files.list()
+
+    def delete_files(self) -> int:
+        """Delete every live file this library uploaded under this key; returns how many."""
+        return self._gemini.files.delete_all()
 
     # -- explicit control -------------------------------------------------------------------------
 
+    def _pinned(
+        self, content: Any, system: str | None, tools: Sequence[Any] | None, tool_choice: Any, recreate: bool
+    ) -> PinnedContext:
+        prefix = pinned_prefix(self.model, content, system, tools, tool_choice)
+        # the settings the caller gave (others keep their defaults: an explicit streaming=False would
+        # turn streaming off)
+        settings = {name: getattr(self, name) for name in self.model_fields_set if name in ChatGemini.model_fields}
+        shared, built = _SHARED.set(self._gemini), _PREFIX.set(prefix)
+        try:
+            return PinnedContext(
+                **settings,
+                content=content,
+                system=system,
+                pinned_tools=list(tools) if tools else None,
+                pinned_tool_choice=tool_choice,
+                recreate=recreate,
+            )
+        finally:
+            _SHARED.reset(shared)
+            _PREFIX.reset(built)
+
     def cache_context(
         self,
-        content: str | Sequence[BaseMessage] | None = None,
+        content: Any = None,
         *,
         system: str | None = None,
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
+        recreate: bool = False,
     ) -> PinnedContext:
-        """Pin a long context (a document, or messages) in a Gemini cache now and return its handle.
+        """Pin a context in a Gemini cache now and return a chat model bound to it.
 
-        The handle's `messages` reproduce the cached prefix; send them ahead of each question (or
-        use `handle.invoke(question)`) and the request is served from the cache.
+        `content` is text, a path (`pathlib.Path`: a PDF, a video, an image, ...), bytes, an
+        `UploadedFile`, LangChain messages or content blocks, or a list mixing them; `system` and
+        `tools` are cached with it. Media goes through the Files API (the cache holds ``fileData``).
+        The returned `PinnedContext` is a `BaseChatModel`: ``invoke(question)``, stream, batch, async,
+        tools, structured output, LCEL (``prompt | doc``) and agents all send only the new turns. Use it
+        as a context manager to delete the cache on exit; after `delete()` using it raises, unless
+        `recreate` is True (then the next call creates the cache again).
         """
-        messages: list[BaseMessage] = [SystemMessage(system)] if system else []
-        if isinstance(content, str):
-            messages.append(HumanMessage(content))
-        elif content is not None:
-            messages.extend(content)
-        non_system = [i for i, m in enumerate(messages) if not isinstance(m, SystemMessage)]
-        if non_system:
-            last = non_system[-1]
-            marked = messages[last].model_copy(
-                update={"additional_kwargs": {**messages[last].additional_kwargs, **_CACHE_POINT}}
-            )
-            messages[last] = marked
-        llm: Runnable[LanguageModelInput, AIMessage] = self
-        tool_defs = tuple(tool_from_langchain(t) for t in tools or ())
-        if tools:
-            llm = self.bind_tools(tools, tool_choice=tool_choice)
-        request = ChatRequest(
-            model=self.model,
-            messages=messages_from_langchain(messages) if messages else (),
-            tools=tool_defs,
-            tool_choice=tool_choice_from_spec(tool_choice, [t.name for t in tool_defs]),
-        )
-        handle = self.cache_manager.pin(self._resolve(request), layout=self.cache_friendly_layout)
-        return PinnedContext(handle, messages, llm)
+        pinned = self._pinned(content, system, tools, tool_choice, recreate)
+        pinned.pin()
+        return pinned
+
+    async def acache_context(
+        self,
+        content: Any = None,
+        *,
+        system: str | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
+        recreate: bool = False,
+    ) -> PinnedContext:
+        """`cache_context` for asyncio (uploads and cache creation awaited)."""
+        pinned = self._pinned(content, system, tools, tool_choice, recreate)
+        await pinned.apin()
+        return pinned
 
     def list_caches(self) -> list[CachedContent]:
         """Live Gemini caches this library created under this key."""
@@ -221,3 +253,139 @@ class ChatGemini(CachingChatModel):
     def delete_caches(self) -> int:
         """Delete every live cache this library created under this key; returns how many."""
         return self.cache_manager.delete_all()
+
+
+_CACHE_POINT = {"cache_control": {"type": "ephemeral"}}
+_BLOCK_TYPES = {"image": "image", "audio": "audio", "video": "video", "document": "file"}
+
+
+def _block(part: Any) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    assert isinstance(part, MediaPart)
+    block: dict[str, Any] = {"type": _BLOCK_TYPES[part.kind], "mime_type": part.mime_type}
+    if part.file_uri is not None:
+        block["file_id"] = part.file_uri
+    elif part.url is not None:
+        block["url"] = part.url
+    else:
+        import base64
+
+        from ..media import read_media
+
+        block["base64"] = base64.b64encode(read_media(part, "content")).decode("ascii")
+    return block
+
+
+_Prefix = tuple[ChatRequest, dict[int, BaseMessage], list[object]]
+
+
+def pinned_prefix(model: str, content: Any, system: str | None, tools: Sequence[Any] | None, choice: Any) -> _Prefix:
+    """The neutral prefix of a pinned context, the caller's messages by position, and objects to keep alive."""
+    items: list[Any] = list(content) if isinstance(content, (list, tuple)) else [content]
+    neutral: list[Any] = []
+    given: list[tuple[Message, BaseMessage]] = []  # messages the caller gave, to show them as given
+    keep: list[object] = []
+    for i, item in enumerate(items):
+        where = f"content[{i}]" if isinstance(content, (list, tuple)) else "content"
+        if item is None:
+            continue
+        if isinstance(item, BaseMessage):
+            (converted,) = messages_from_langchain([item])
+            given.append((converted, item))
+            neutral.append(converted)
+        elif isinstance(item, Mapping):  # a LangChain content block
+            (block,) = messages_from_langchain([HumanMessage(content=[dict(item)])])
+            neutral.extend(block.content)
+        else:
+            if isinstance(item, UploadedFile):
+                keep.append(item)
+            neutral.append(context_part(item, where))
+    messages = context_messages(neutral, system=system)
+    originals: dict[int, BaseMessage] = {}
+    j = 0
+    for i, message in enumerate(messages):
+        if j < len(given) and message in (given[j][0], replace(given[j][0], cache_point=True)):
+            originals[i] = given[j][1]
+            j += 1
+    definitions = tuple(tool_from_langchain(t) for t in tools or ())
+    tool_choice = tool_choice_from_spec(choice, [t.name for t in definitions])
+    return ChatRequest(model=model, messages=messages, tools=definitions, tool_choice=tool_choice), originals, keep
+
+
+def _to_langchain(message: Message) -> BaseMessage:
+    extra = dict(_CACHE_POINT) if message.cache_point else {}
+    if message.role == "system":
+        return SystemMessage(message.text)
+    if isinstance(message.content, str):
+        return HumanMessage(message.content, additional_kwargs=extra)
+    return HumanMessage(content=[_block(p) for p in message.content], additional_kwargs=extra)
+
+
+class PinnedContext(PinnedControls, ChatGemini):
+    """A `ChatGemini` bound to one pinned context: every call sends only its own turns after the cache.
+
+    Built by `ChatGemini.cache_context` (pinned at once) or directly, like any chat model, with
+    `content` and `system` (pinned on first use). `name`, `tokens`, `expire_time` and `created`
+    describe the cache; `messages` reproduce the cached prefix as LangChain messages; `refresh()`
+    extends it; `delete()` deletes it (and any cache this context created for tools bound later).
+    """
+
+    content: Any = Field(default=None, exclude=True, repr=False)
+    """What to cache: text, a path, bytes, an uploaded file, messages, content blocks, or a list of them."""
+    system: str | None = Field(default=None, repr=False)
+    """The system instruction cached with the content."""
+    pinned_tools: list[Any] | None = Field(default=None, exclude=True)
+    """Tools cached with the content (bound to every call that binds no tools of its own)."""
+    pinned_tool_choice: Any = None
+    recreate: bool = False
+    """After `delete()`: True creates the cache again on the next call; False (default) raises."""
+
+    _originals: dict[int, BaseMessage] = PrivateAttr(default_factory=dict)
+    _session: PinnedSession = PrivateAttr()
+
+    @property
+    def _llm_type(self) -> str:
+        return "gemini-chat-pinned"
+
+    def _bind_client(self) -> None:
+        built = _PREFIX.get() or pinned_prefix(
+            self.model, self.content, self.system, self.pinned_tools, self.pinned_tool_choice
+        )
+        prefix, self._originals, keep = built
+        self._session = PinnedSession(
+            self._gemini,
+            prefix,
+            recreate=self.recreate,
+            layout=self.cache_friendly_layout,
+            keep=keep,
+            on_handle=self._named,
+        )
+        self._client = self._session
+
+    def _named(self, handle: Any) -> None:
+        """The run name (`name`) is the cache's name, so traces show which cache served a call."""
+        self.name = handle.name
+
+    @property
+    def messages(self) -> list[BaseMessage]:
+        """The cached prefix as LangChain messages (the last one carries the cache point): sent ahead of a
+        question through any `ChatGemini` of the same key, the request is served from this cache."""
+        prefix = self._session.resolved_prefix or self._session.prefix
+        out: list[BaseMessage] = []
+        for i, message in enumerate(prefix.messages):
+            original = self._originals.get(i)
+            if original is None:
+                out.append(_to_langchain(message))
+            elif message.cache_point and "cache_control" not in original.additional_kwargs:
+                out.append(
+                    original.model_copy(update={"additional_kwargs": {**original.additional_kwargs, **_CACHE_POINT}})
+                )
+            else:
+                out.append(original)
+        return out
+
+    @property
+    def llm(self) -> Runnable[LanguageModelInput, AIMessage]:
+        """This model (kept for code written against the earlier `PinnedContext.llm`)."""
+        return self

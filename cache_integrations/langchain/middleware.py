@@ -10,6 +10,12 @@ class, `_get_ls_params()` and base URL): OpenAI gets a `prompt_cache_key` per th
 order, Anthropic gets breakpoints, Gemini an explicit cache; unknown models keep their request apart from the
 tool order, with one debug line. This package's own models (`ChatGLM`, `ChatGemini`) and models already
 wrapped with `with_prompt_caching` are passed through: they cache by themselves.
+
+A Gemini model (`ChatGoogleGenerativeAI`) is swapped for its `with_prompt_caching` wrapper (sharing this
+middleware's strategies) rather than having its request rewritten: the explicit cache must hold exactly the tools
+the agent binds (structured-output tools included, added after the middleware ran), a cache that vanished is
+retried inside the model call (no error reaches the agent or the callbacks), and the answer the callbacks see
+carries the cache's writes and storage, so the usage handler books them. The wrapper also makes the call's span.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ except ImportError as exc:  # pragma: no cover - the langchain extra is missing
     ) from exc
 
 __all__ = ["PromptCachingMiddleware"]
+
+# Providers whose strategy works inside the model call (see the module docstring): their models are wrapped.
+_WRAPPED_PROVIDERS = frozenset(("google",))
 
 
 def _thread_session() -> str | None:
@@ -78,6 +87,10 @@ class PromptCachingMiddleware(AgentMiddleware):
     def _prepare(self, request: ModelRequest) -> tuple[PreparedCall | None, ModelRequest]:
         if isinstance(request.model, CachingChatModel | PromptCachingChatModel):
             return None, request  # caches by itself
+        if (self._coordinator.provider or detect_provider(request.model)) in _WRAPPED_PROVIDERS:
+            wrapped = PromptCachingChatModel.sharing(request.model, self._coordinator)
+            wrapped.instrument = self._instrument
+            return None, request.override(model=wrapped)
         system = (request.system_message,) if request.system_message is not None else ()
         call = ForeignCall(
             system, tuple(request.messages), tuple(request.tools), dict(request.model_settings), _thread_session()
@@ -111,10 +124,16 @@ class PromptCachingMiddleware(AgentMiddleware):
             model_name=name,
         )
 
+    def _swapped(self, request: ModelRequest) -> bool:
+        model = request.model
+        return isinstance(model, PromptCachingChatModel) and model.coordinator is self._coordinator
+
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse | AIMessage:
         prepared, request = self._prepare(request)
+        if self._swapped(request):
+            return handler(request)  # the wrapper plans, retries and makes the call's span
         obs = self._observe(request, prepared)
         try:
             with obs.active():
@@ -132,6 +151,8 @@ class PromptCachingMiddleware(AgentMiddleware):
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse | AIMessage:
         prepared, request = self._prepare(request)
+        if self._swapped(request):
+            return await handler(request)
         obs = self._observe(request, prepared)
         try:
             with obs.active():

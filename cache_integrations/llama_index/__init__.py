@@ -11,14 +11,16 @@
 
 from __future__ import annotations
 
+from . import _anthropic as _anthropic  # registers the Anthropic applier where the with_prompt_caching registry exists
 from .caching import PromptCachingLLM, prompt_cache_session, with_prompt_caching
+from .gemini import Gemini, PinnedContext
 from .handlers import (
     CachedTokenCountingHandler,
     CacheUsageHandler,
     get_cache_usage_handler,
     usage_from_llama_index,
 )
-from .llms import GLM, CachingLLM, Gemini, PinnedContext
+from .llms import GLM, CachingLLM
 from .rag import CacheFriendlyContextChatEngine, StableNodeOrder
 
 __all__ = [

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -60,9 +60,16 @@ from llama_index.core.instrumentation.dispatcher import (  # type: ignore[attr-d
 from llama_index.core.llms.llm import LLM
 
 from ..errors import ConfigurationError
-from ..strategies import session_from_metadata
+from ..observe import CallObservation, check_instrument
+from ..strategies import GEMINI_OPTIONS, session_from_metadata
 from ._foreign import LlamaCachingCoordinator, LlamaCall, PreparedCall
 from .llms import CachingLLM
+from .observe import (
+    aobserved_llama_index_stream,
+    finish_llama_index_response,
+    observe_llama_index_call,
+    observed_llama_index_stream,
+)
 
 __all__ = ["PromptCachingLLM", "prompt_cache_session", "with_prompt_caching"]
 
@@ -100,14 +107,15 @@ class _State:
     coordinator: LlamaCachingCoordinator
     session_id: str | None
     options: dict[str, Any]
+    instrument: Any = None
 
     @classmethod
-    def create(cls, session_id: str | None, options: dict[str, Any]) -> _State:
-        return cls(LlamaCachingCoordinator(**options), session_id, options)
+    def create(cls, session_id: str | None, options: dict[str, Any], instrument: Any = None) -> _State:
+        return cls(LlamaCachingCoordinator(**options), session_id, options, check_instrument(instrument))
 
     def __reduce__(self) -> Any:
         # a new coordinator on the other side (its locks do not pickle; what it learned is rebuilt from usage)
-        return (_State.create, (self.session_id, self.options))
+        return (_State.create, (self.session_id, self.options, self.instrument))
 
 
 if TYPE_CHECKING:
@@ -161,19 +169,30 @@ class PromptCachingLLM(_Base):
         finally:
             _PREPARING.reset(token)
 
+    def _pc_span(self, prepared: PreparedCall) -> CallObservation:
+        """The OpenTelemetry observation of one call (a no-op unless instrumented)."""
+        provider = prepared.context.provider
+        return observe_llama_index_call(
+            self._prompt_caching_state.instrument,
+            self,
+            list(prepared.call.messages),
+            provider=None if provider in ("openai_compatible", "unknown") else provider,
+            session=prepared.context.session,
+        )
+
     def _pc_observe(self, prepared: PreparedCall, response: Any) -> None:
         try:
             self._prompt_caching_state.coordinator.observe(prepared, response)
         except Exception:  # learning from usage must never fail the caller's call
             logger.debug("prompt caching: could not read the usage of a response", exc_info=True)
 
-    def _pc_watch(self, prepared: PreparedCall, chunks: Generator[Any, None, None]) -> Generator[Any, None, None]:
+    def _pc_watch(self, prepared: PreparedCall, chunks: Iterator[Any]) -> Generator[Any, None, None]:
         last = None
         for last in chunks:
             yield last
         self._pc_observe(prepared, last)
 
-    async def _pc_awatch(self, prepared: PreparedCall, chunks: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+    async def _pc_awatch(self, prepared: PreparedCall, chunks: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         last = None
         async for last in chunks:
             yield last
@@ -185,35 +204,59 @@ class PromptCachingLLM(_Base):
         prepared, tags = self._pc_prepare(messages, kwargs, stream=False)
         if prepared is None:
             return self._pc_class().chat(messages, **kwargs)
+        obs = self._pc_span(prepared)
         with self._pc_scope(tags):
-            response = self._pc_class().chat(list(prepared.call.messages), **prepared.call.kwargs())
+            try:
+                with obs.active():
+                    response = self._pc_class().chat(list(prepared.call.messages), **prepared.call.kwargs())
+            except BaseException as exc:
+                obs.fail(exc)
+                raise
         self._pc_observe(prepared, response)
+        finish_llama_index_response(obs, response, self)
         return response
 
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         prepared, tags = self._pc_prepare(messages, kwargs, stream=False)
         if prepared is None:
             return await self._pc_class().achat(messages, **kwargs)
+        obs = self._pc_span(prepared)
         with self._pc_scope(tags):
-            response = await self._pc_class().achat(list(prepared.call.messages), **prepared.call.kwargs())
+            try:
+                with obs.active():
+                    response = await self._pc_class().achat(list(prepared.call.messages), **prepared.call.kwargs())
+            except BaseException as exc:
+                obs.fail(exc)
+                raise
         self._pc_observe(prepared, response)
+        finish_llama_index_response(obs, response, self)
         return response
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         prepared, tags = self._pc_prepare(messages, kwargs, stream=True)
         if prepared is None:
             return self._pc_class().stream_chat(messages, **kwargs)
+        obs = self._pc_span(prepared)
         with self._pc_scope(tags):
-            chunks = self._pc_class().stream_chat(list(prepared.call.messages), **prepared.call.kwargs())
-        return self._pc_watch(prepared, chunks)
+            try:
+                chunks = self._pc_class().stream_chat(list(prepared.call.messages), **prepared.call.kwargs())
+            except BaseException as exc:
+                obs.fail(exc)
+                raise
+        return self._pc_watch(prepared, observed_llama_index_stream(obs, chunks, self))
 
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         prepared, tags = self._pc_prepare(messages, kwargs, stream=True)
         if prepared is None:
             return await self._pc_class().astream_chat(messages, **kwargs)
+        obs = self._pc_span(prepared)
         with self._pc_scope(tags):
-            chunks = await self._pc_class().astream_chat(list(prepared.call.messages), **prepared.call.kwargs())
-        return self._pc_awatch(prepared, chunks)
+            try:
+                chunks = await self._pc_class().astream_chat(list(prepared.call.messages), **prepared.call.kwargs())
+            except BaseException as exc:
+                obs.fail(exc)
+                raise
+        return self._pc_awatch(prepared, aobserved_llama_index_stream(obs, chunks, self))
 
     # -- complete: a prompt is one user message; only the plan's options apply -----------------------------
 
@@ -224,35 +267,59 @@ class PromptCachingLLM(_Base):
         prepared, tags = self._pc_prepare(self._prompt(prompt), kwargs, stream=False, completion=True)
         if prepared is None:
             return self._pc_class().complete(prompt, formatted=formatted, **kwargs)
+        obs = self._pc_span(prepared)
         with self._pc_scope(tags):
-            response = self._pc_class().complete(prompt, formatted=formatted, **prepared.call.kwargs())
+            try:
+                with obs.active():
+                    response = self._pc_class().complete(prompt, formatted=formatted, **prepared.call.kwargs())
+            except BaseException as exc:
+                obs.fail(exc)
+                raise
         self._pc_observe(prepared, response)
+        finish_llama_index_response(obs, response, self)
         return response
 
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         prepared, tags = self._pc_prepare(self._prompt(prompt), kwargs, stream=False, completion=True)
         if prepared is None:
             return await self._pc_class().acomplete(prompt, formatted=formatted, **kwargs)
+        obs = self._pc_span(prepared)
         with self._pc_scope(tags):
-            response = await self._pc_class().acomplete(prompt, formatted=formatted, **prepared.call.kwargs())
+            try:
+                with obs.active():
+                    response = await self._pc_class().acomplete(prompt, formatted=formatted, **prepared.call.kwargs())
+            except BaseException as exc:
+                obs.fail(exc)
+                raise
         self._pc_observe(prepared, response)
+        finish_llama_index_response(obs, response, self)
         return response
 
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         prepared, tags = self._pc_prepare(self._prompt(prompt), kwargs, stream=True, completion=True)
         if prepared is None:
             return self._pc_class().stream_complete(prompt, formatted=formatted, **kwargs)
+        obs = self._pc_span(prepared)
         with self._pc_scope(tags):
-            chunks = self._pc_class().stream_complete(prompt, formatted=formatted, **prepared.call.kwargs())
-        return self._pc_watch(prepared, chunks)
+            try:
+                chunks = self._pc_class().stream_complete(prompt, formatted=formatted, **prepared.call.kwargs())
+            except BaseException as exc:
+                obs.fail(exc)
+                raise
+        return self._pc_watch(prepared, observed_llama_index_stream(obs, chunks, self))
 
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         prepared, tags = self._pc_prepare(self._prompt(prompt), kwargs, stream=True, completion=True)
         if prepared is None:
             return await self._pc_class().astream_complete(prompt, formatted=formatted, **kwargs)
+        obs = self._pc_span(prepared)
         with self._pc_scope(tags):
-            chunks = await self._pc_class().astream_complete(prompt, formatted=formatted, **prepared.call.kwargs())
-        return self._pc_awatch(prepared, chunks)
+            try:
+                chunks = await self._pc_class().astream_complete(prompt, formatted=formatted, **prepared.call.kwargs())
+            except BaseException as exc:
+                obs.fail(exc)
+                raise
+        return self._pc_awatch(prepared, aobserved_llama_index_stream(obs, chunks, self))
 
     # -- pickling (multiprocess ingestion pipelines pickle their LLMs) -------------------------------------
 
@@ -292,7 +359,7 @@ def _caching_class(base: type[LLM]) -> type:
     return cls
 
 
-def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, **options: Any) -> LLMT:
+def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, instrument: Any = None, **options: Any) -> LLMT:
     """A copy of `llm` (any LlamaIndex LLM: OpenAI, OpenAILike, AzureOpenAI, Anthropic, GoogleGenAI, ...)
     whose requests its provider's cache can serve. `llm` itself is left as it was.
 
@@ -301,8 +368,10 @@ def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, **options: 
     server and gets no OpenAI-only fields); `layout` (default True: system messages first, tools by name, the
     provider's options; False sends the caller's request as it is); `prompt_cache_key` (OpenAI: a fixed key, a
     callable of the `CallContext`, or None to hash the session id); `retention` (OpenAI: ``"in_memory"`` or
-    ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode). `session_id`: the session of calls made outside
-    any `prompt_cache_session` block.
+    ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode); for `GoogleGenAI`, `cache_mode`, `cache_ttl` and
+    `cache_registry` (managed Gemini explicit caches, see `with_gemini_caching`). `session_id`: the session of
+    calls made outside any `prompt_cache_session` block. `instrument`: OpenTelemetry spans and metrics per call
+    (see `cache_integrations.otel`; None follows `instrument()`).
 
     This package's own `GLM` and `Gemini`, and LLMs already wrapped, are returned unchanged: they cache by
     themselves.
@@ -313,10 +382,20 @@ def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, **options: 
         )
     if session_id is not None and (not isinstance(session_id, str) or not session_id):
         raise ConfigurationError(f"session_id: expected a non-empty string or None, got {session_id!r:.80}")
-    state = _State.create(session_id, options)  # bad options raise here, before anything is sent
+    state = _State.create(session_id, options, instrument)  # bad options raise here, before anything is sent
     if isinstance(llm, PromptCachingLLM | CachingLLM):
         return llm
+    if options.get("provider") in (None, "google") and _is_google_genai(llm):
+        # Gemini's explicit caches live inside the call (the cache is created, named and recovered around the
+        # request the class builds): the Gemini mixin does the whole job, with the Gemini options.
+        from ._gemini_foreign import with_gemini_caching
+
+        return with_gemini_caching(llm, **{k: v for k, v in options.items() if k in (*GEMINI_OPTIONS, "layout")})
     return _wrap(llm, state)
+
+
+def _is_google_genai(llm: LLM) -> bool:
+    return any(c.__module__.startswith("llama_index.llms.google_genai") for c in type(llm).__mro__)
 
 
 def _wrap(llm: LLMT, state: _State) -> LLMT:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from llama_index.core.base.llms.generic_utils import (
@@ -33,8 +32,6 @@ from llama_index.core.base.llms.generic_utils import (
     stream_chat_to_completion_decorator,
 )
 from llama_index.core.base.llms.types import (
-    CacheControl,
-    CachePoint,
     ChatMessage,
     ChatResponse,
     ChatResponseAsyncGen,
@@ -54,9 +51,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from ..clients import gemini_client, glm_client
+from ..clients import glm_client
 from ..diagnostics import credential_scope
-from ..explicit import CacheHandle, CacheMode, ExplicitCacheManager
 from ..messages import ChatRequest, StreamChunk, ToolDefinition, tool_choice_from_spec
 from ..observe import (
     CallObservation,
@@ -67,11 +63,8 @@ from ..observe import (
     observed_stream,
 )
 from ..providers import ChatProvider
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider, gemini_options
-from ..providers.gemini_files import GeminiFiles
-from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
 from ..providers.glm import GLM_BASE_URL, check_media, glm_options
-from ..validation import GEMINI_LIMITS, GLM_LIMITS, SamplingLimits, check_arguments, validate_request, validate_settings
+from ..validation import GLM_LIMITS, SamplingLimits, check_arguments, validate_request, validate_settings
 from ._convert import (
     StreamAccumulator,
     chat_response_from_core,
@@ -84,7 +77,7 @@ from ._handoff import publish
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
-__all__ = ["GLM", "CachingLLM", "Gemini", "PinnedContext", "context_window_for"]
+__all__ = ["GLM", "CachingLLM", "context_window_for"]
 
 # (model-name prefix, context window in tokens); the first matching prefix wins, so specific
 # names come before the families they belong to.
@@ -489,232 +482,3 @@ class GLM(CachingLLM):
 
     def _extra_body(self) -> dict[str, Any]:
         return glm_options(thinking=self.thinking, reasoning_effort=self.reasoning_effort)
-
-
-class PinnedContext:
-    """A long context pinned in a Gemini cache, ready to prefix your questions.
-
-    `messages` are the LlamaIndex messages that form the cached prefix (the last non-system one
-    carries a `CachePoint`); send them ahead of each question, or use `chat(question)`, and the
-    request is served from the cache with only the question sent.
-    """
-
-    def __init__(
-        self,
-        handle: CacheHandle,
-        messages: list[ChatMessage],
-        llm: Gemini,
-        tools: Sequence[ToolDefinition] = (),
-        tool_choice: Any = None,
-    ) -> None:
-        self.handle = handle
-        self.messages = messages
-        self.llm = llm
-        self.tools = list(tools)
-        self.tool_choice = tool_choice
-
-    @property
-    def name(self) -> str:
-        """The provider's cache name (cachedContents/...)."""
-        return self.handle.name
-
-    @property
-    def tokens(self) -> int:
-        """Tokens held by the cache."""
-        return self.handle.tokens
-
-    @property
-    def expire_time(self) -> datetime:
-        """When the cache expires (UTC)."""
-        return self.handle.expire_time
-
-    @property
-    def created(self) -> bool:
-        """Whether pinning created the cache (or found it live)."""
-        return self.handle.created
-
-    @property
-    def expires_in(self) -> float:
-        """Seconds until the cache expires (negative once it has)."""
-        expire_time = self.handle.expire_time
-        return (expire_time - datetime.now(expire_time.tzinfo)).total_seconds()
-
-    def __repr__(self) -> str:
-        return f"PinnedContext(name={self.name!r}, tokens={self.tokens}, expire_time={self.expire_time.isoformat()!r})"
-
-    def _messages(self, question: str | ChatMessage) -> list[ChatMessage]:
-        ask = question if isinstance(question, ChatMessage) else ChatMessage(role=MessageRole.USER, content=question)
-        return [*self.messages, ask]
-
-    def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if self.tools:
-            kwargs.setdefault("tools", self.tools)
-            kwargs.setdefault("tool_choice", self.tool_choice)
-        return kwargs
-
-    def chat(self, question: str | ChatMessage, **kwargs: Any) -> ChatResponse:
-        """Ask `question` after the pinned prefix (served from the cache)."""
-        response: ChatResponse = self.llm.chat(self._messages(question), **self._kwargs(kwargs))
-        return response
-
-    async def achat(self, question: str | ChatMessage, **kwargs: Any) -> ChatResponse:
-        response: ChatResponse = await self.llm.achat(self._messages(question), **self._kwargs(kwargs))
-        return response
-
-    def refresh(self, ttl_seconds: float | None = None) -> PinnedContext:
-        """Extend the cache to `ttl_seconds` (default: the model's `cache_ttl`) from now."""
-        self.handle.refresh(ttl_seconds)
-        return self
-
-    def delete(self) -> None:
-        """Delete the provider cache now (storage stops being billed)."""
-        self.handle.delete()
-
-
-class Gemini(CachingLLM):
-    """Gemini with explicit context caching managed end to end.
-
-    The system instruction, tools, tool config and the turns up to the last `CachePoint` (or
-    ``cache_control`` marker) live in a Gemini ``cachedContents`` resource that is created once (when
-    it pays off, per `cache_mode`), reused, extended while in use and recreated if it vanishes;
-    requests then carry only the newer turns. Usage reports ``prompt_tokens_details.cached_tokens``
-    (Gemini's ``cachedContentTokenCount``, included in ``prompt_tokens``) and, on the call that
-    created a cache, ``cache_creation_input_tokens``; ``raw["cache"]`` names the cache used and the
-    storage it booked. The cache lifetime is `cache_ttl`; a `CacheControl.ttl` is not used.
-
-    Example:
-        ```python
-        llm = Gemini(model="gemini-2.5-flash")  # key from GEMINI_API_KEY or GOOGLE_API_KEY
-        doc = llm.cache_context(report_text, system="Answer from the report only.")
-        for q in questions:
-            print(doc.chat(q).message.content)
-        doc.delete()
-        ```
-    """
-
-    model: str = Field(default="gemini-2.5-flash", description="Gemini model name.")
-    api_key: SecretStr | None = Field(
-        default_factory=lambda: _secret_from_env("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-        exclude=True,
-        description="API key; read from GEMINI_API_KEY or GOOGLE_API_KEY when not given.",
-    )
-    base_url: str = Field(default_factory=lambda: os.environ.get("GEMINI_BASE_URL") or GEMINI_BASE_URL)
-    cache_mode: CacheMode = Field(
-        default="auto", description="auto (create a cache once it pays for itself), always or off."
-    )
-    cache_ttl: float = Field(default=3600.0, description="Seconds a new cache lives; caches in use are extended.")
-    cache_registry: Any = Field(
-        default=None,
-        exclude=True,
-        repr=False,  # a Redis URL may hold a password
-        description='Where caches are remembered: "sqlite" (default), "sqlite:///path", "redis://host:6379/0", '
-        '"memory" or a CacheRegistry.',
-    )
-    thinking_budget: int | None = Field(
-        default=None, description="Gemini 2.5+ thinking budget in tokens (0 disables thinking on Flash)."
-    )
-    file_upload_threshold: int = Field(
-        default=DEFAULT_FILE_UPLOAD_THRESHOLD,
-        ge=0,
-        description="Bytes above which an image, document, audio or video block is uploaded through the Files "
-        "API and sent as fileData (PDFs above 50 MB always are); default 50 MB, the largest part Gemini "
-        "takes inline for every media type.",
-    )
-
-    _default_context_window: ClassVar[int] = 1_048_576
-    _media: GeminiMedia = PrivateAttr()
-    _limits: ClassVar[SamplingLimits] = GEMINI_LIMITS
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "cache_integrations_gemini"
-
-    def _connect(self) -> None:
-        self._client = gemini_client(
-            owner="Gemini",
-            api_key=self.api_key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            deadline=self.deadline,
-            http_client=self.http_client,
-            async_http_client=self.http_async_client,
-            default_headers=self.default_headers,
-            cache_mode=self.cache_mode,
-            cache_ttl=self.cache_ttl,
-            cache_registry=self.cache_registry,
-        )
-        provider = self.cache_manager.client
-        assert isinstance(provider, GeminiProvider)
-        self._media = GeminiMedia(provider.files, threshold=self.file_upload_threshold)
-
-    @property
-    def files(self) -> GeminiFiles:
-        """The Gemini Files API with this model's key and clients: upload, get, list, delete, wait_active."""
-        return self._media.files
-
-    @property
-    def media(self) -> GeminiMedia:
-        """How this model's requests move large media to the Files API (threshold, uploader)."""
-        return self._media
-
-    def _resolve(self, request: ChatRequest) -> ChatRequest:
-        return self._media.resolve(request)
-
-    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
-        return await self._media.aresolve(request)
-
-    @property
-    def cache_manager(self) -> ExplicitCacheManager:
-        """The manager of this model's explicit caches (registry, policy, TTL)."""
-        manager = self._client
-        assert isinstance(manager, ExplicitCacheManager)
-        return manager
-
-    def _extra_body(self) -> dict[str, Any]:
-        return gemini_options(thinking_budget=self.thinking_budget)
-
-    # -- explicit control -------------------------------------------------------------------------
-
-    def cache_context(
-        self,
-        content: str | Sequence[ChatMessage] | None = None,
-        *,
-        system: str | None = None,
-        tools: Sequence[Any] | None = None,
-        tool_choice: Any = None,
-    ) -> PinnedContext:
-        """Pin a long context (a document, or messages) in a Gemini cache now and return its handle.
-
-        The handle's `messages` reproduce the cached prefix; send them ahead of each question (or
-        use `handle.chat(question)`) and the request is served from the cache.
-        """
-        messages: list[ChatMessage] = [ChatMessage(role=MessageRole.SYSTEM, content=system)] if system else []
-        if isinstance(content, str):
-            messages.append(ChatMessage(role=MessageRole.USER, content=content))
-        elif content is not None:
-            messages.extend(content)
-        non_system = [i for i, m in enumerate(messages) if m.role not in (MessageRole.SYSTEM, MessageRole.DEVELOPER)]
-        if non_system:
-            last = non_system[-1]
-            if not any(isinstance(b, CachePoint) for b in messages[last].blocks):
-                point = CachePoint(cache_control=CacheControl(type="ephemeral"))
-                # a copy with the point appended: the caller's message stays as it was
-                messages[last] = messages[last].model_copy(update={"blocks": [*messages[last].blocks, point]})
-        definitions = [tool_from_llama_index(t) for t in tools or ()]
-        request = ChatRequest(
-            model=self.model,
-            messages=messages_from_llama_index(messages) if messages else (),
-            tools=tuple(definitions),
-            tool_choice=tool_choice_from_spec(tool_choice, [t.name for t in definitions]),
-        )
-        handle = self.cache_manager.pin(self._resolve(request), layout=self.cache_friendly_layout)
-        return PinnedContext(handle, messages, self, definitions, tool_choice)
-
-    def list_caches(self) -> list[CachedContent]:
-        """Live Gemini caches this library created under this key."""
-        return self.cache_manager.list_caches()  # type: ignore[return-value]
-
-    def delete_caches(self) -> int:
-        """Delete every live cache this library created under this key; returns how many."""
-        return self.cache_manager.delete_all()

@@ -242,6 +242,11 @@ class UploadSource:
         return cls(size=len(data), name=name, data=data)
 
     @property
+    def data(self) -> bytes | None:
+        """The bytes, when the source holds them in memory (None for a path or a file object)."""
+        return self._data
+
+    @property
     def label(self) -> str:
         return repr(self.path) if self.path else (f"the file object {self.name!r}" if self.name else "the data")
 

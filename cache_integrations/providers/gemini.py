@@ -36,6 +36,7 @@ from ..errors import (
     AuthenticationError,
     BadRequestError,
     CachedContentNotFoundError,
+    CachedContentNotSupportedError,
     CachedContentTooSmallError,
     FileNotActiveError,
     InvalidRequestError,
@@ -44,6 +45,7 @@ from ..errors import (
     ServerError,
     UploadedFileNotFoundError,
 )
+from ..gemini_models import explicit_caching_supported, min_cache_tokens
 from ..layout import PrefixFingerprints, apply_layout, canonical_json, fingerprint_chain, stable_prefix_length
 from ..messages import (
     ROLES,
@@ -109,6 +111,10 @@ _TOO_SMALL = re.compile(r"total_token_count=(\d+).*?min_total_token_count=(\d+)"
 # project's) and a file used before processing finished.
 _FILE_GONE = re.compile(r"^You do not have permission to access the File ([a-z0-9-]+) or it may not exist")
 _FILE_NOT_ACTIVE = re.compile(r"^The File ([a-z0-9-]+) is not in an ACTIVE state")
+# A model without explicit caching: Gemini's wording for a method a model does not support, as seen in
+# the field ("models/<m> is not found for API version v1beta, or is not supported for createCachedContent.")
+_CACHING_NOT_SUPPORTED = re.compile(r"not supported for createCachedContent", re.IGNORECASE)
+_MODEL_IN_MESSAGE = re.compile(r"models/([A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])")
 # A quota whose limit is 0 (free tier has no cache storage) will not recover by waiting.
 _ZERO_QUOTA = re.compile(r"\blimit: 0\b")
 
@@ -795,6 +801,16 @@ def _error_from_body(status: int, body: Any) -> ProviderError:
             provider=PROVIDER,
             body=body,
         )
+    if status in (400, 404) and _CACHING_NOT_SUPPORTED.search(message):
+        named = _MODEL_IN_MESSAGE.search(message)
+        return CachedContentNotSupportedError(
+            message,
+            model=named.group(1) if named else None,
+            status_code=status,
+            code=code,
+            provider=PROVIDER,
+            body=body,
+        )
     cls: type[ProviderError]
     if status == 400 and _has_reason(err, "API_KEY_INVALID"):
         cls = AuthenticationError  # Google answers a bad key with 400, not 401
@@ -870,8 +886,16 @@ class GeminiProvider(HTTPProvider):
             body = body[0]  # the non-SSE stream endpoint wraps errors in a JSON array
         return _error_from_body(status, body)
 
+    def supports_explicit_cache(self, model: str) -> bool:
+        """Whether `model` takes ``cachedContents`` caches (`cache_integrations.gemini_models`)."""
+        return explicit_caching_supported(model)
+
+    def min_cache_tokens(self, model: str) -> int | None:
+        """The smallest cache Google documents for `model`, a prior until Gemini's own answer teaches it."""
+        return min_cache_tokens(model)
+
     def is_retryable(self, error: ProviderError) -> bool:
-        if isinstance(error, (CachedContentNotFoundError, CachedContentTooSmallError)):
+        if isinstance(error, (CachedContentNotFoundError, CachedContentTooSmallError, CachedContentNotSupportedError)):
             return False
         if error.status_code == 429 and _ZERO_QUOTA.search(error.message):
             return False  # e.g. the free tier's cache storage quota: waiting will not help

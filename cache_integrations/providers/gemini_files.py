@@ -32,6 +32,7 @@ the caller configured (`HTTPProvider.headers_for`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import time
@@ -50,6 +51,7 @@ from ..errors import (
 )
 from ..layout import canonical_json
 from ..media import check_mime
+from ..progress import upload_progress
 from ._gemini_file import (
     FILE_LIFETIME_SECONDS,
     MAX_FILE_BYTES,
@@ -321,7 +323,7 @@ class GeminiFiles:
         client = self.provider.http_client()
         resp = self._start_sync(client, body, headers)
         upload = self._session(resp, src)
-        with src.reader() as read_at:
+        with _terminal_bar(progress, name or "upload", upload.size) as progress, src.reader() as read_at:
             while True:
                 data, extra = upload.next_chunk(read_at)
                 problem: Exception
@@ -429,7 +431,7 @@ class GeminiFiles:
         client = self.provider.async_http_client()
         resp = await self._astart(client, body, headers)
         upload = self._session(resp, src)
-        with src.reader() as read_at:
+        with _terminal_bar(progress, name or "upload", upload.size) as progress, src.reader() as read_at:
             while True:
                 data, extra = await asyncio.to_thread(upload.next_chunk, read_at)
                 problem: Exception
@@ -552,6 +554,23 @@ def _final_file(resp: httpx.Response) -> File:
             "the finalized upload answered without a file", status_code=resp.status_code, provider=_PROVIDER, body=data
         )
     return parse_file(inner)
+
+
+@contextlib.contextmanager
+def _terminal_bar(progress: Progress | None, name: str, total: int) -> Iterator[Progress]:
+    """The caller's `progress` callback, plus a progress bar on a terminal for a large upload (quiet
+    otherwise; see `cache_integrations.progress`)."""
+    with upload_progress(f"Uploading {name}", total) as sent:
+        last = 0
+
+        def report(done: int, size: int) -> None:
+            nonlocal last
+            sent(max(done - last, 0))
+            last = done
+            if progress is not None:
+                progress(done, size)
+
+        yield report
 
 
 def _report(progress: Progress | None, done: int, total: int) -> None:

@@ -16,8 +16,9 @@ bytes travel the same way in every request and a conversation's prefix stays byt
 
 How bytes become a file is behind one interface, `FileUploader`. `DirectFileUploader` uploads
 directly and remembers, in this process only, what it uploaded (by content hash, until the file
-nears its 48-hour expiry); a registry-backed uploader (dedup across processes, re-upload after
-expiry) can replace it without touching the rest.
+nears its 48-hour expiry); `ChatGemini` and LlamaIndex `Gemini` use the registry-backed
+`cache_integrations.explicit.files.ManagedFiles` instead (one upload per content across processes
+and hosts, re-uploaded after expiry).
 """
 
 from __future__ import annotations
@@ -138,15 +139,26 @@ def check_media_support(request: ChatRequest) -> None:
 
 
 class FileUploader(Protocol):
-    """Turns a part's bytes into an ACTIVE Files API file; the seam a registry-backed uploader replaces."""
+    """Turns a part's bytes into an ACTIVE Files API file (`DirectFileUploader`, or the registry-backed
+    `cache_integrations.explicit.files.ManagedFiles` that ChatGemini and Gemini use)."""
 
     def upload(self, part: MediaPart, *, mime_type: str, where: str) -> File: ...
 
     async def aupload(self, part: MediaPart, *, mime_type: str, where: str) -> File: ...
 
-    def describe(self, reference: str) -> File: ...
+    def describe(self, reference: str) -> File:
+        """The ACTIVE file to send for a file reference (for an uploader's own files: the current upload)."""
+        ...
 
     async def adescribe(self, reference: str) -> File: ...
+
+    def manages(self, reference: str) -> bool:
+        """Whether the uploader made this file (so a reference to it is looked up on every resolve)."""
+        ...
+
+    def forget(self, reference: str) -> bool:
+        """The provider says the file is gone: drop it; True when resolving again can replace it."""
+        ...
 
 
 def _source(part: MediaPart, where: str) -> Any:
@@ -229,6 +241,20 @@ class DirectFileUploader:
             return known
         return self._remember(key, await self.files.await_active(file_name(reference)))
 
+    def manages(self, reference: str) -> bool:
+        return False
+
+    def forget(self, reference: str) -> bool:
+        try:
+            name = file_name(reference)
+        except InvalidRequestError:
+            return False
+        with self._lock:
+            gone = [k for k, f in self._known.items() if f.name == name]
+            for k in gone:
+                del self._known[k]
+        return bool(gone)
+
 
 # -------------------------------------------------------------------------------------- resolving
 
@@ -263,19 +289,24 @@ class GeminiMedia:
         self.threshold = threshold
         self.uploader: FileUploader = uploader if uploader is not None else DirectFileUploader(files)
 
-    def _plan(self, request: ChatRequest) -> list[_Step]:
+    def _plan(self, request: ChatRequest, upload_all: int = 0) -> list[_Step]:
         steps: list[_Step] = []
         inline = 0
         for i, message in enumerate(request.messages):
             if isinstance(message.content, str) or message.role != "user":
                 continue
+            threshold = 0 if i < upload_all else self.threshold
             for j, raw in enumerate(message.content):
                 if not isinstance(raw, (ImagePart, MediaPart)):
                     continue
                 part = as_media_part(raw)
                 where = f"messages[{i}].content[{j}]"
                 if part.file_uri is not None:
-                    if not part.mime_type or not part.file_uri.startswith(("http://", "https://")):
+                    if (
+                        not part.mime_type
+                        or not part.file_uri.startswith(("http://", "https://"))
+                        or self.uploader.manages(part.file_uri)
+                    ):
                         steps.append(_Step(i, j, part, "describe"))
                     continue
                 size = media_size(part, where)
@@ -287,7 +318,7 @@ class GeminiMedia:
                         f"{where}: the {part.kind} is {size} bytes, over Gemini's 2 GB per-file limit; "
                         "it can be neither inlined nor uploaded"
                     )
-                limit = min(self.threshold, PDF_INLINE_LIMIT) if mime == "application/pdf" else self.threshold
+                limit = min(threshold, PDF_INLINE_LIMIT) if mime == "application/pdf" else threshold
                 if size > limit:
                     steps.append(_Step(i, j, part, "upload", mime))
                     continue
@@ -307,9 +338,19 @@ class GeminiMedia:
             return MediaPart(part.kind, mime_type=file.mime_type or step.mime, file_uri=file.uri, name=part.name)
         return MediaPart(part.kind, mime_type=step.mime, data=data, detail=part.detail, name=part.name)
 
-    def resolve(self, request: ChatRequest) -> ChatRequest:
-        """`request` with its large media uploaded (blocking until the files are ACTIVE)."""
-        steps = self._plan(request)
+    def check(self, request: ChatRequest) -> None:
+        """Raise for media that cannot be sent (unreadable, unknown type, over a limit) without any I/O
+        beyond reading file sizes: what `resolve` would reject, before a stream is opened."""
+        self._plan(request)
+
+    def resolve(self, request: ChatRequest, *, upload_all: int = 0) -> ChatRequest:
+        """`request` with its large media uploaded (blocking until the files are ACTIVE).
+
+        Media in the first `upload_all` messages is uploaded whatever its size (a pinned context's prefix:
+        its cache then holds ``fileData`` parts). References to files the uploader manages are replaced by
+        the current upload of their content (uploaded again when they expired).
+        """
+        steps = self._plan(request, upload_all)
         if not steps:
             return request
         new: dict[tuple[int, int], MediaPart] = {}
@@ -325,9 +366,9 @@ class GeminiMedia:
                 new[step.message, step.index] = _described(step.part, file, step.where)
         return _replaced(request, new)
 
-    async def aresolve(self, request: ChatRequest) -> ChatRequest:
+    async def aresolve(self, request: ChatRequest, *, upload_all: int = 0) -> ChatRequest:
         """`resolve` for asyncio."""
-        steps = self._plan(request)
+        steps = self._plan(request, upload_all)
         if not steps:
             return request
         new: dict[tuple[int, int], MediaPart] = {}

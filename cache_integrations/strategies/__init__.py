@@ -4,6 +4,8 @@
   previous request's end past the 20-block lookback), above the model's minimum, with a TTL by expected reuse;
 - `ImplicitPrefixStrategy` (OpenAI, DeepSeek, Qwen, GLM, vLLM / SGLang / llama.cpp): the cache-friendly layout,
   plus OpenAI's `prompt_cache_key` and retention;
+- `GeminiExplicitStrategy`: a Gemini explicit cache (`ExplicitCacheManager`) behind any Gemini client, with
+  ``cached_content`` in place of the system prompt, tools and cached turns;
 - batch warm-up (`plan_warmup`): one request of a cold shared prefix first, the rest after it.
 
 Framework adapters (`cache_integrations.langchain.with_prompt_caching`, `PromptCachingMiddleware`,
@@ -18,7 +20,15 @@ from typing import Any
 
 from ..messages import ChatRequest
 from ..usage import Usage
-from .anthropic import ANTHROPIC_MIN_CACHEABLE_TOKENS, AnthropicBreakpointStrategy, anthropic_min_tokens
+from .anthropic import (
+    ANTHROPIC_MIN_CACHEABLE_TOKENS,
+    AnthropicBreakpointStrategy,
+    anthropic_min_tokens,
+    breakpoint_position,
+    cache_control_of,
+    fit_caller_ttls,
+    within_budget,
+)
 from .base import (
     PROVIDERS,
     SESSION_KEYS,
@@ -33,11 +43,22 @@ from .base import (
     request_chars,
     session_from_metadata,
 )
+from .gemini import (
+    GEMINI_OPTIONS,
+    GeminiEndpoint,
+    GeminiExplicitStrategy,
+    cached_content_gone,
+    gemini_endpoint,
+    gemini_options,
+    tool_choice_from_gemini_config,
+    tools_from_gemini,
+)
 from .implicit import ImplicitPrefixStrategy, prompt_cache_key_for
 from .warmup import MIN_CACHEABLE_TOKENS, WarmupPlan, plan_warmup
 
 __all__ = [
     "ANTHROPIC_MIN_CACHEABLE_TOKENS",
+    "GEMINI_OPTIONS",
     "MIN_CACHEABLE_TOKENS",
     "PROVIDERS",
     "SESSION_KEYS",
@@ -47,12 +68,20 @@ __all__ = [
     "CachePlan",
     "CachingStrategy",
     "CallContext",
+    "GeminiEndpoint",
+    "GeminiExplicitStrategy",
     "ImplicitPrefixStrategy",
     "Provider",
     "StrategyBook",
     "TokenEstimator",
     "WarmupPlan",
     "anthropic_min_tokens",
+    "breakpoint_position",
+    "cache_control_of",
+    "cached_content_gone",
+    "client_endpoint",
+    "fit_caller_ttls",
+    "gemini_endpoint",
     "message_chars",
     "plan_warmup",
     "prompt_cache_key_for",
@@ -60,11 +89,14 @@ __all__ = [
     "request_chars",
     "session_from_metadata",
     "strategy_for",
+    "tool_choice_from_gemini_config",
+    "tools_from_gemini",
+    "within_budget",
 ]
 
 _IMPLICIT_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options")
-_ANTHROPIC_OPTIONS = ("ttl", "min_tokens")
-STRATEGY_OPTIONS: tuple[str, ...] = (*_IMPLICIT_OPTIONS, *_ANTHROPIC_OPTIONS)
+_ANTHROPIC_OPTIONS = ("ttl", "min_tokens", "clock")
+STRATEGY_OPTIONS: tuple[str, ...] = (*_IMPLICIT_OPTIONS, *_ANTHROPIC_OPTIONS, *GEMINI_OPTIONS)
 """The strategy options `StrategyBook` (and so every adapter) accepts; a strategy that takes a new option
 adds its name here, and anything else is rejected before a call is made (a typo never goes unnoticed)."""
 
@@ -73,12 +105,16 @@ def strategy_for(provider: Provider, *, estimator: TokenEstimator | None = None,
     """The strategy for `provider`, configured with the options that apply to it.
 
     Implicit / OpenAI: `prompt_cache_key`, `retention`, `prompt_cache_options`. Anthropic: `ttl`
-    (``"auto"``, ``"5m"``, ``"1h"``), `min_tokens` (model -> minimum cacheable tokens). Options meant for
-    other providers are ignored, so one set of options serves a middleware whatever the model.
+    (``"auto"``, ``"5m"``, ``"1h"``), `min_tokens` (model -> minimum cacheable tokens), `clock` (a
+    monotonic clock for the reuse gaps, for simulations and tests). Google: `cache_mode` (``"auto"``,
+    ``"always"``, ``"off"``), `cache_ttl`, `cache_registry`. Options meant for other providers are ignored,
+    so one set of options serves a middleware whatever the model.
     """
     if provider == "anthropic":
         anthropic = {k: options[k] for k in _ANTHROPIC_OPTIONS if k in options}
         return AnthropicBreakpointStrategy(estimator=estimator, **anthropic)
+    if provider == "google":
+        return GeminiExplicitStrategy(**gemini_options(options))
     return ImplicitPrefixStrategy(**{k: options[k] for k in _IMPLICIT_OPTIONS if k in options})
 
 
@@ -103,6 +139,7 @@ class StrategyBook:
         self.provider: Provider | None = provider  # type: ignore[assignment]
         for known in ("openai", "anthropic"):  # option values are checked now, not at the first call
             strategy_for(known, **options)
+        gemini_options(options)  # bad values are reported now, not at the first Gemini call
         self.layout = bool(layout)
         self.options = options
         self.estimator = TokenEstimator()
@@ -116,11 +153,48 @@ class StrategyBook:
                 strategy = self._strategies[provider] = strategy_for(provider, estimator=self.estimator, **self.options)
             return strategy
 
+    def cache_key(self, context: CallContext) -> str | None:
+        """The routing key (`prompt_cache_key`) a call of `context` is sent with, if its provider routes on one.
+
+        Batch warm-up warms one request per prefix *and* key: requests with different keys land on
+        different cache machines, so each needs its own leader.
+        """
+        if not self.layout:
+            return None
+        strategy = self.strategy(context.provider)
+        key_of = getattr(strategy, "cache_key", None)
+        return key_of(context) if callable(key_of) else None
+
     def plan(self, request: ChatRequest, context: CallContext) -> CachePlan | None:
         """The plan for a call, or None when the layout step is off."""
         if not self.layout:
             return None
         return self.strategy(context.provider).plan(request, context)
+
+    async def aplan(self, request: ChatRequest, context: CallContext) -> CachePlan | None:
+        """`plan` for async callers: a strategy that talks to the provider (creating a Gemini cache) awaits."""
+        if not self.layout:
+            return None
+        strategy = self.strategy(context.provider)
+        aplan = getattr(strategy, "aplan", None)
+        if aplan is None:
+            return strategy.plan(request, context)
+        plan: CachePlan = await aplan(request, context)
+        return plan
+
+    def recover(self, request: ChatRequest, context: CallContext, plan: CachePlan | None) -> CachePlan | None:
+        """After the model reported the plan's explicit cache gone: a plan for one retry (a new cache, or none),
+        or None when the plan used no cache (the caller re-raises)."""
+        if plan is None or plan.cache is None:
+            return None
+        recover = getattr(self.strategy(context.provider), "recover", None)
+        return None if recover is None else recover(request, context, plan)
+
+    async def arecover(self, request: ChatRequest, context: CallContext, plan: CachePlan | None) -> CachePlan | None:
+        if plan is None or plan.cache is None:
+            return None
+        arecover = getattr(self.strategy(context.provider), "arecover", None)
+        return None if arecover is None else await arecover(request, context, plan)
 
     def observe(
         self, request: ChatRequest, context: CallContext, plan: CachePlan | None, usage: Usage | None, chars: int
@@ -129,3 +203,9 @@ class StrategyBook:
             self.estimator.calibrate(context.model, chars, usage.input_tokens)
         if plan is not None:
             self.strategy(context.provider).observe(request, context, plan, usage)
+
+
+def client_endpoint(provider: str, model: Any) -> Any:
+    """Where and as whom a foreign model object sends its requests, for the strategies that need it
+    (`CallContext.endpoint`): a `GeminiEndpoint` for Google clients, else None."""
+    return gemini_endpoint(model) if provider == "google" else None

@@ -15,7 +15,9 @@ So the strategy marks, within the budget the caller's own markers leave: the end
 the tools, reused across conversations), the end of the request (written now, read by the next turn), and
 the previous request's end when more than 20 blocks were added since. The TTL is 1 hour only where calls
 sharing a breakpoint's prefix come more than 5 minutes apart (but within the hour), where a 5-minute entry
-would be rewritten on every call.
+would be rewritten on every call; a conversation's new end, never seen before, takes the gap since the
+conversation's previous request. Markers the caller placed count toward the 4 (`Message.cache_point`,
+`CallContext.caller_markers`), and `fit_caller_ttls` keeps our TTLs valid next to theirs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,16 @@ from ..messages import ChatRequest, Message, TextPart
 from ..usage import Usage
 from .base import Breakpoint, CachePlan, CallContext, TokenEstimator, message_chars
 
-__all__ = ["ANTHROPIC_MIN_CACHEABLE_TOKENS", "AnthropicBreakpointStrategy", "anthropic_min_tokens", "content_blocks"]
+__all__ = [
+    "ANTHROPIC_MIN_CACHEABLE_TOKENS",
+    "AnthropicBreakpointStrategy",
+    "anthropic_min_tokens",
+    "breakpoint_position",
+    "cache_control_of",
+    "content_blocks",
+    "fit_caller_ttls",
+    "within_budget",
+]
 
 MAX_BREAKPOINTS = 4
 LOOKBACK_BLOCKS = 20
@@ -166,12 +177,16 @@ class AnthropicBreakpointStrategy:
         with self._lock:
             return self._learned_min.get(model, anthropic_min_tokens(model))
 
-    def _ttl_for(self, prefix: str) -> Literal["5m", "1h"]:
+    def _ttl_for(self, prefix: str, turn_gap: float | None = None) -> Literal["5m", "1h"]:
+        """1 hour when this prefix (or, for a conversation's new end, the conversation: `turn_gap`, the time
+        since its previous request) comes back more than 5 minutes but within the hour after its last use."""
         if self._ttl != "auto":
             return self._ttl
         seen = self._prefixes.get(prefix)
         if seen is None:
-            return "5m"
+            if turn_gap is None:
+                return "5m"
+            return "1h" if FIVE_MINUTES < turn_gap <= ONE_HOUR else "5m"
         since = self._clock() - seen.at
         gap = seen.gap if seen.gap is not None else since
         return "1h" if FIVE_MINUTES < max(gap, since) <= ONE_HOUR else "5m"
@@ -195,7 +210,7 @@ class AnthropicBreakpointStrategy:
         for m in messages:
             chars += message_chars(m)
             tokens.append(self.estimator.tokens(context.model, chars))
-        budget = MAX_BREAKPOINTS - sum(1 for m in messages if m.cache_point)
+        budget = MAX_BREAKPOINTS - sum(1 for m in messages if m.cache_point) - context.caller_markers
         notes: list[str] = []
         chosen: dict[int, Literal["tools", "system", "message"]] = {}  # prefix length (messages) -> kind
 
@@ -228,7 +243,13 @@ class AnthropicBreakpointStrategy:
                 want(system_end, "system", "end of the system prompt")
             elif laid.tools:
                 want(0, "tools", "end of the tools")
-            ttls = {length: self._ttl_for(chain[length]) for length in chosen}
+            # A conversation's new prefixes were never seen: the time since its previous request predicts
+            # when the next one comes (a human answering every 10 minutes outlives a 5-minute entry).
+            seen_end = self._ends.get(chain[previous]) if previous is not None else None
+            turn_gap = self._clock() - seen_end.at if seen_end is not None else None
+            ttls = {
+                length: self._ttl_for(chain[length], turn_gap if length > system_end else None) for length in chosen
+            }
 
         breakpoints = _ordered_ttls(chosen, ttls)
         return CachePlan(
@@ -281,3 +302,49 @@ def _ordered_ttls(
         kind = chosen[length]
         out.append(Breakpoint(kind, None if kind == "tools" else length - 1, ttl))
     return tuple(reversed(out))
+
+
+Ttl = Literal["5m", "1h"]
+
+
+def cache_control_of(bp: Breakpoint) -> dict[str, str]:
+    """The `cache_control` value a breakpoint becomes on Anthropic's wire."""
+    return {"type": "ephemeral", "ttl": bp.ttl}
+
+
+def breakpoint_position(bp: Breakpoint) -> int:
+    """Where a breakpoint sits in prefix order: -1 for the tools, else its (laid-out) message index."""
+    return -1 if bp.where == "tools" else (bp.index or 0)
+
+
+def fit_caller_ttls(breakpoints: Sequence[Breakpoint], caller: Mapping[int, str]) -> tuple[Breakpoint, ...]:
+    """`breakpoints` with TTLs that keep the request valid next to the caller's own markers.
+
+    `caller` maps each caller marker's position (`breakpoint_position` coordinates: -1 tools, else the laid-out
+    message index) to its TTL. A 1-hour breakpoint may not come after a 5-minute one (a 400), so a breakpoint
+    before a caller's 1-hour marker becomes 1 hour, and one after a caller's 5-minute marker 5 minutes.
+    """
+    if not caller:
+        return tuple(breakpoints)
+    hours = [p for p, ttl in caller.items() if ttl == "1h"]
+    fives = [p for p, ttl in caller.items() if ttl != "1h"]
+    out: list[Breakpoint] = []
+    for bp in breakpoints:
+        at = breakpoint_position(bp)
+        ttl: Ttl = bp.ttl
+        if any(p > at for p in hours):
+            ttl = "1h"
+        elif any(p < at for p in fives):
+            ttl = "5m"
+        out.append(bp if ttl == bp.ttl else Breakpoint(bp.where, bp.index, ttl))
+    return tuple(out)
+
+
+def within_budget(breakpoints: Sequence[Breakpoint], used: int) -> tuple[Breakpoint, ...]:
+    """The breakpoints that fit next to `used` markers of the caller's (4 in all), by the strategy's priority:
+    the latest first (the request's end, then the previous request's end), the system prompt or tools last."""
+    room = max(MAX_BREAKPOINTS - used, 0)
+    if len(breakpoints) <= room:
+        return tuple(breakpoints)
+    kept = sorted(breakpoints, key=breakpoint_position, reverse=True)[:room]
+    return tuple(sorted(kept, key=breakpoint_position))

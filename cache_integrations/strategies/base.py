@@ -120,11 +120,22 @@ class CallContext:
     `session` is the caller's conversation or tenant id (a thread id from the run's config, a
     `session_id` in its metadata) when one is known; strategies never derive routing keys from content
     that varies between calls.
+
+    `endpoint` is where and as whom the caller's model sends (`strategies.gemini.GeminiEndpoint`, read from a
+    Gemini client), for strategies that act on the provider themselves (Gemini explicit caches); None when
+    unknown. It holds a credential: never shown in reprs. `exact` says the neutral request carries everything
+    the model will send (the adapter converted every message and tool without loss); a strategy that puts part
+    of the request in a provider cache needs that.
     """
 
     provider: Provider
     model: str
     session: str | None = None
+    endpoint: Any = field(default=None, repr=False, compare=False)
+    exact: bool = True
+    caller_markers: int = 0
+    """Cache markers the caller placed outside the messages (on a tool definition), which count toward a
+    provider's limit (Anthropic's 4) like the `cache_point` messages do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +156,9 @@ class CachePlan:
 
     `order` is the cache-friendly order of the caller's messages (indices into them; system messages
     first); `tool_order` the same for tools. `options` are request options to add (`prompt_cache_key`,
-    `prompt_cache_retention`, `cached_content`). An explicit cache that holds the first
-    `cached_messages` messages (after `order`) with the system prompt and tools means those are not
-    sent again. `notes` say why, for a debug line.
+    `prompt_cache_retention`, `cached_content`). With `drop_system_and_tools`, an explicit cache holds the
+    system prompt, the tools and tool choice, and the first `cached_messages` non-system messages (after
+    `order`): none of those are sent again. `notes` say why, for a debug line.
     """
 
     order: tuple[int, ...]
@@ -157,7 +168,8 @@ class CachePlan:
     cached_messages: int = 0
     drop_system_and_tools: bool = False
     cache: Any = None
-    """The explicit cache used (`cache_integrations.explicit.CacheUse`), for the response's metadata."""
+    """The explicit-cache decision (`cache_integrations.explicit.CacheDecision`): its ``use`` goes in the
+    response's metadata (writes and storage booked); the strategy settles or recovers it."""
     notes: tuple[str, ...] = ()
 
     @property

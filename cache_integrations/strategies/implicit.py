@@ -66,7 +66,10 @@ class ImplicitPrefixStrategy:
         self._options = dict(prompt_cache_options or {})
         self._namespace = key_namespace
 
-    def _key_for(self, context: CallContext) -> str | None:
+    def cache_key(self, context: CallContext) -> str | None:
+        """The `prompt_cache_key` this strategy sends for a call (None where the provider does not route on one)."""
+        if context.provider not in _ROUTES_ON_KEY:
+            return None
         if isinstance(self._key, str):
             return self._key
         if callable(self._key):
@@ -77,7 +80,7 @@ class ImplicitPrefixStrategy:
         options: dict[str, Any] = {}
         notes: list[str] = []
         if context.provider in _ROUTES_ON_KEY:
-            key = self._key_for(context)
+            key = self.cache_key(context)
             if key:
                 options["prompt_cache_key"] = key
                 notes.append("prompt_cache_key from the session")

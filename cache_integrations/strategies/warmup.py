@@ -75,13 +75,22 @@ def plan_warmup(
     *,
     min_tokens: int,
     estimator: TokenEstimator | None = None,
+    routes: Sequence[str | None] | None = None,
 ) -> WarmupPlan:
-    """Which requests of a batch to send first so that the others can read a shared prefix."""
+    """Which requests of a batch to send first so that the others can read a shared prefix.
+
+    `routes` (one per request) are the routing keys the requests are sent with (OpenAI's
+    `prompt_cache_key`): a provider that routes on them caches a prefix per machine, so requests that
+    share a prefix under different keys each need a leader of their own.
+    """
+    if routes is not None and len(routes) != len(requests):
+        raise ValueError("plan_warmup: routes must have one entry per request")
     estimator = estimator or TokenEstimator()
-    groups: dict[str, list[int]] = {}
-    sizes: dict[str, int] = {}
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    sizes: dict[tuple[str, str | None], int] = {}
     for i, request in enumerate(requests):
-        key, chars = _prefix_key(request)
+        digest, chars = _prefix_key(request)
+        key = (digest, routes[i] if routes is not None else None)
         groups.setdefault(key, []).append(i)
         sizes[key] = estimator.tokens(request.model, chars)
     first: list[int] = []

@@ -11,6 +11,8 @@ demoed and benchmarked offline. Three ways to run it::
     with emu.serve() as server:                                                      # real loopback HTTP
         ChatOpenAI(base_url=server.openai_base_url, api_key="test")
         ChatAnthropic(base_url=server.anthropic_base_url, api_key="test")
+        ChatDeepSeek(base_url=server.deepseek_base_url, api_key="test")
+        ChatOpenAI(base_url=server.dashscope_base_url, api_key="test")              # Qwen on DashScope
 
 Token counts come from the emulator's own approximate tokenizer (``count_tokens``: words, numbers and
 single punctuation characters; whitespace is free), not from any real vocabulary. Replies are scripted
@@ -28,7 +30,10 @@ Errors to inject (``Emulator.inject_fault``) with the providers' real bodies are
 ``cache_integrations.testing.faults`` (``glm_rate_limit()``, ``gemini_unavailable()``, ...).
 ``Emulator(strict=True)`` rehearses failures: unknown model names get the providers' "unknown model"
 errors, and a prompt becomes cacheable only once its answer is delivered, so concurrent cold requests
-all miss. Streams report usage as the services do: GLM only with ``stream_options.include_usage``,
+all miss. ``Emulator(openai_physics=OpenAIPhysics())`` adds a model of OpenAI's cache routing (several
+machines, routing on the prefix start and ``prompt_cache_key``, overflow above ~15 requests a minute;
+``physics``), and ``hold_answers(n)`` makes a burst of ``n`` requests certainly concurrent. Streams report
+usage as the services do: GLM only with ``stream_options.include_usage``,
 Gemini with built-in tools ending in a ``usageMetadata`` without ``candidatesTokenCount``.
 
 The emulator is a model of the providers written from their documentation and recorded traffic, not
@@ -39,18 +44,23 @@ emulator and the library against the real wire format.
 
 from __future__ import annotations
 
+from ._gate import AnswerGate
 from ._http import EmulatorResponse
 from ._server import RunningServer
 from .clock import Clock, FakeClock, SystemClock
 from .emulator import Emulator, EmulatorCounters, RecordedRequest
 from .faults import Endpoint, Fault
-from .rules import GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
+from .physics import OpenAIPhysics
+from .rules import DASHSCOPE_RULES, DEEPSEEK_RULES, GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
 from .tokenizer import Tokenizer, count_tokens, tokenize
 
 __all__ = [
+    "DASHSCOPE_RULES",
+    "DEEPSEEK_RULES",
     "GEMINI_RULES",
     "GLM_RULES",
     "OPENAI_RULES",
+    "AnswerGate",
     "CacheRules",
     "Clock",
     "Emulator",
@@ -59,6 +69,7 @@ __all__ = [
     "Endpoint",
     "FakeClock",
     "Fault",
+    "OpenAIPhysics",
     "RecordedRequest",
     "RunningServer",
     "SystemClock",

@@ -25,7 +25,7 @@ from ._anthropic_cache import (
 )
 from ._context import RequestContext, key_fingerprint
 from ._http import EmulatorResponse, dumps, json_response
-from ._synth import ArgumentSynthesizer, digest, encode, pick_tool, reply_text, tool_result_text
+from ._synth import ArgumentSynthesizer, digest, encode, parallel_items, pick_tool, reply_text, tool_result_text
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -228,7 +228,9 @@ def _tool_name(messages: list[Any], tool_use_id: str) -> str:
 
 def _compose(emu: Emulator, body: Mapping[str, Any], seq: int) -> _Answer:
     """The same conventions as the OpenAI route: a user turn with tools offered gets a tool call (the
-    tool named in the text, else the first), a turn ending in tool results gets a text quoting them."""
+    tool named in the text, else the first), a turn ending in tool results gets a text quoting them. A user
+    turn saying "for each of: A, B and C" gets one call per item (parallel tool use), unless ``tool_choice``
+    sets ``disable_parallel_tool_use``."""
     tok = emu.tokenizer
     messages: list[Any] = body["messages"]
     last = messages[-1]
@@ -244,9 +246,14 @@ def _compose(emu: Emulator, body: Mapping[str, Any], seq: int) -> _Answer:
     answer = _Answer()
     if want_call:
         name = forced or pick_tool(list(tools), user_text)
-        args = ArgumentSynthesizer(user_text, exclude=list(tools)).build(tools[name].get("input_schema") or {})
-        call_id = "toolu_01" + encode(digest("anthropic-tool-use", emu.seed, seq, 0), _BASE62, 22)
-        answer.tool_calls = [(call_id, name, args if isinstance(args, dict) else {})]
+        schema = tools[name].get("input_schema") or {}
+        # "for each of: A, B and C" asks for parallel tool use: one call per item (unless disabled).
+        items = [] if choice.get("disable_parallel_tool_use") else parallel_items(user_text)
+        answer.tool_calls = []
+        for k, text in enumerate(items or [user_text]):
+            args = ArgumentSynthesizer(text, exclude=list(tools)).build(schema)
+            call_id = "toolu_01" + encode(digest("anthropic-tool-use", emu.seed, seq, k), _BASE62, 22)
+            answer.tool_calls.append((call_id, name, args if isinstance(args, dict) else {}))
         answer.text = f"I'll use the {name} tool."
         answer.stop_reason = "tool_use"
     elif results:

@@ -204,6 +204,7 @@ def block_text(block: Any) -> str:
         return block
     if not isinstance(block, Mapping):
         return json.dumps(block, ensure_ascii=False)
+    block = _strip(block)  # a marker is not prompt text (a tool definition is counted as its JSON)
     kind = block.get("type")
     if kind == "text":
         return str(block.get("text", ""))

@@ -43,6 +43,8 @@ class EmulatorASGIApp:
         response = self.emulator.handle(
             scope["method"], scope["path"], query, headers, body, scheme=str(scope.get("scheme") or "http")
         )
+        if response.hold is not None:
+            await response.hold.wait_async()
         if response.delay > 0:
             await asyncio.sleep(response.delay)
         if response.disconnect:
@@ -52,13 +54,18 @@ class EmulatorASGIApp:
             if response.stream is None:
                 out_headers.append((b"content-length", str(len(response.body)).encode()))
                 await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+                response.complete()  # recorded as delivered before the client can read the end of it
                 await send({"type": "http.response.body", "body": response.body, "more_body": False})
                 return
             await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
-            for i, chunk in enumerate(response.stream):
+            chunks = list(response.stream)
+            for i, chunk in enumerate(chunks):
                 if i and response.chunk_delay > 0:
                     await asyncio.sleep(response.chunk_delay)
+                if i == len(chunks) - 1:
+                    response.complete()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            response.complete()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             response.complete()  # the request is over (delivered or dropped): its prompt becomes cacheable

@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._context import RequestContext, key_fingerprint
+from ._chat_cache import CacheParamError, serve_chat_cache
+from ._context import RequestContext
 from ._http import EmulatorResponse, json_response, sse_event, sse_response
 from ._openai import OPENAI_NO_AUTH, bearer, openai_error, openai_response
 from ._render import render_chat, render_chat_content
-from ._strict import unknown_glm_model, unknown_openai_model
+from ._strict import unknown_dashscope_model, unknown_deepseek_model, unknown_glm_model, unknown_openai_model
 from ._synth import (
     ArgumentSynthesizer,
     digest,
@@ -379,9 +380,16 @@ def handle_chat(emu: Emulator, ctx: RequestContext, flavor: Flavor) -> EmulatorR
         return reject.response
     model = str(body["model"])
     ctx.model = model
-    if not emu.is_known_model(flavor, model):
+    endpoint = "glm" if flavor == "glm" else ctx.endpoint
+    if endpoint not in ("glm", "openai", "deepseek", "dashscope"):
+        endpoint = "openai"
+    if not emu.is_known_model(endpoint, model):
+        if endpoint == "deepseek":
+            return unknown_deepseek_model()
+        if endpoint == "dashscope":
+            return unknown_dashscope_model(model)
         return unknown_glm_model() if flavor == "glm" else unknown_openai_model(model)
-    thinking = flavor == "glm" and glm_thinking(body)
+    thinking = glm_thinking(body) if flavor == "glm" else endpoint == "deepseek" and "reasoner" in model
     preserve = False
     if flavor == "glm":
         cfg = body.get("thinking")
@@ -389,17 +397,22 @@ def handle_chat(emu: Emulator, ctx: RequestContext, flavor: Flavor) -> EmulatorR
         preserve = (clear is False) or (clear is None and "/coding/" in ctx.path)
     segments = render_chat(body, preserve_thinking=preserve)
     prompt_tokens = emu.tokenizer.count_all(segments)
-    rules = emu.rules_for(flavor, model)
-    cached = emu._observe_prefix(ctx, (flavor, key_fingerprint(key), model), "\n".join(segments), prompt_tokens, rules)
+    try:
+        cache = serve_chat_cache(emu, ctx, endpoint, key, model, body, segments, prompt_tokens)
+    except CacheParamError as error:
+        return openai_error(400, error.message, param=error.param, code=error.code)
     answer = _compose(emu, body, flavor, thinking, ctx.seq)
-    emu._record_usage(flavor, prompt_tokens, cached, answer.completion_tokens, explicit=0)
+    implicit, explicit = (0, cache.cached) if cache.explicit else (cache.cached, 0)
+    emu._record_usage(endpoint, prompt_tokens, implicit, answer.completion_tokens, explicit=explicit)
+    if cache.written:
+        emu._record_writes(endpoint, cache.written)
     stream = bool(body.get("stream"))
     options = body.get("stream_options")
     include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
     if flavor == "glm":
         include_usage = include_usage or emu.glm_stream_usage == "always"
-        return _glm_response(emu, ctx, model, answer, prompt_tokens, cached, thinking, stream, include_usage)
-    return openai_response(emu, ctx, model, answer, prompt_tokens, cached, stream, include_usage)
+        return _glm_response(emu, ctx, model, answer, prompt_tokens, cache.cached, thinking, stream, include_usage)
+    return openai_response(emu, ctx, endpoint, model, answer, prompt_tokens, cache, stream, include_usage)
 
 
 # ----------------------------------------------------------------------------------------------- GLM

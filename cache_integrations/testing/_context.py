@@ -28,6 +28,7 @@ class RequestContext:
     model: str | None = None
     usage: Any = None  # the usage block the answer reported (the final one for a stream)
     on_complete: Callable[[], None] | None = None  # run once the answer has been delivered
+    replica: int | None = None  # the machine that served it (OpenAI routing physics)
 
 
 def key_fingerprint(api_key: str) -> str:

@@ -431,7 +431,8 @@ def handle_models(emu: Emulator, ctx: RequestContext, model: str | None) -> Emul
             "displayName": name,
             "inputTokenLimit": 1_048_576,
             "outputTokenLimit": 65_536,
-            "supportedGenerationMethods": ["generateContent", "countTokens", "createCachedContent"],
+            "supportedGenerationMethods": ["generateContent", "countTokens"]
+            + (["createCachedContent"] if emu.gemini_explicit_cache_supported(name) else []),
         }
 
     if model is not None:

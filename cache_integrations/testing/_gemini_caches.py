@@ -17,6 +17,7 @@ from ._google import (
     Reject,
     authenticate,
     get_field,
+    google_error,
     invalid,
     not_found,
     parse_json,
@@ -36,6 +37,15 @@ _TTL_RE = re.compile(r"^(\d+)(?:\.(\d{1,9}))?s$")
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$")
 NAME_RE = re.compile(r"^cachedContents/([a-z0-9][a-z0-9-]*)$")
 _NS = 1_000_000_000
+
+
+# Gemini's answer for a method a model does not offer (its generateContent wording, seen in the field for
+# createCachedContent too: "models/gemini-flash is not supported for createCachedContent"); the emulator
+# gives it for explicit caches on Gemini 4 Argon and later, which Google's caching page excludes.
+NO_CACHE_METHOD = (
+    "{model} is not found for API version v1beta, or is not supported for createCachedContent. "
+    "Call ListModels to see the list of available models and their supported methods."
+)
 
 
 def format_time(ns: int) -> str:
@@ -163,6 +173,8 @@ def handle_cache_create(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:
         if not emu.is_known_model("gemini", ctx.model):
             # Same NOT_FOUND envelope as generateContent; the method name is Google's RPC name (inferred).
             return unknown_gemini_model(ctx.model, "createCachedContent")
+        if not emu.gemini_explicit_cache_supported(ctx.model):
+            raise Reject(google_error(404, NO_CACHE_METHOD.format(model=model), "NOT_FOUND"))
         contents = validate_contents(body.get("contents"), "CreateCachedContentRequest.cached_content", False)
         expire_ns = _expiry_from(body, now_ns, "cached_content")
         system = get_field(body, "systemInstruction", "system_instruction")

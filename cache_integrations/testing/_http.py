@@ -6,7 +6,10 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._gate import AnswerGate
 
 __all__ = ["EmulatorResponse"]
 
@@ -22,9 +25,13 @@ class EmulatorResponse:
     to drop the connection instead of answering (the in-process transport raises
     ``httpx.RemoteProtocolError``; the ASGI app answers nothing, which servers turn into a 500).
 
-    ``on_complete`` runs once, when the last byte has been handed to the client (``complete()``): with
+    ``on_complete`` runs once, when the answer is delivered (``complete()``): with
     ``Emulator(cache_write_on_completion=True)`` that is when the request's prompt becomes cacheable.
-    ``iter_bytes()`` (hence ``read()`` and ``json()``) completes the response once it is exhausted.
+    The serving layers complete an answer just before they hand over its last chunk, so a client can
+    never see the end of an answer before the emulator has recorded it as delivered (a client that
+    waits for an answer and then sends the next request always finds the prefix written).
+    ``iter_bytes()`` (hence ``read()`` and ``json()``) does the same. ``hold`` (see
+    ``Emulator.hold_answers``) is a gate the serving layer waits on before it answers.
     """
 
     status: int
@@ -35,6 +42,7 @@ class EmulatorResponse:
     chunk_delay: float = 0.0
     disconnect: bool = False
     on_complete: Callable[[], None] | None = None
+    hold: AnswerGate | None = None
     _completed: bool = field(default=False, repr=False)
     _complete_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -52,12 +60,20 @@ class EmulatorResponse:
             self.on_complete()
 
     def iter_bytes(self) -> Iterator[bytes]:
-        """The payload as chunks (one chunk for a plain body); completes the response at the end."""
+        """The payload as chunks (one chunk for a plain body); completes the response before the last one."""
         try:
             if self.stream is None:
+                self.complete()
                 yield self.body
-            else:
-                yield from self.stream
+                return
+            pending: bytes | None = None
+            for chunk in self.stream:
+                if pending is not None:
+                    yield pending
+                pending = chunk
+            self.complete()
+            if pending is not None:
+                yield pending
         finally:
             self.complete()
 

@@ -11,9 +11,9 @@ guide https://ai.google.dev/gemini-api/docs/document-processing):
 
 What the emulator can read from the bytes it reads with small, well-kept libraries, each optional
 (the ``testing`` extra installs them): page counts with pypdf, image sizes with Pillow, audio and
-video durations with mutagen (stdlib ``wave`` for WAV as a fallback). When a library is missing or
-the bytes are not what their type says, the count falls back to an estimate and `MediaInfo.source`
-says so; real Gemini's counts (``countTokens``, ``usageMetadata``) are always the ones to trust.
+video durations with mutagen (stdlib ``wave`` for WAV, the ``avih`` header for AVI). When a library
+is missing or the bytes are not what their type says, the count falls back to an estimate and
+`MediaInfo.source` says so; real Gemini's counts (``countTokens``, ``usageMetadata``) are always the ones to trust.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import hashlib
 import io
 import math
 import re
+import struct
 import threading
 import wave
 from collections import OrderedDict
@@ -118,7 +119,21 @@ def _pdf(mime: str, data: bytes) -> MediaInfo:
     return MediaInfo(mime, pages * PDF_PAGE_TOKENS, source, pages=pages)
 
 
+def _avi_duration(data: bytes) -> float | None:
+    """Seconds of a RIFF AVI from its main header (``avih``: microseconds per frame, total frames)."""
+    if not (data.startswith(b"RIFF") and data[8:12] == b"AVI "):
+        return None
+    at = data.find(b"avih", 12, 4096)
+    if at < 0 or len(data) < at + 8 + 20:
+        return None
+    per_frame, _, _, _, frames = struct.unpack_from("<5I", data, at + 8)
+    return per_frame * frames / 1_000_000 if per_frame and frames else None
+
+
 def _duration(data: bytes) -> tuple[float | None, str]:
+    avi = _avi_duration(data)  # mutagen does not read AVI
+    if avi is not None:
+        return avi, "avi header"
     try:
         import mutagen
 

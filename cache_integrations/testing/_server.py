@@ -38,6 +38,16 @@ class RunningServer:
         return f"{self.url}/v1"
 
     @property
+    def deepseek_base_url(self) -> str:
+        """For ``ChatDeepSeek(base_url=...)`` / the OpenAI SDK: DeepSeek's dialect (``/chat/completions`` below it)."""
+        return f"{self.url}/deepseek"
+
+    @property
+    def dashscope_base_url(self) -> str:
+        """DashScope's OpenAI-compatible mode (Qwen), as ``https://dashscope.aliyuncs.com/compatible-mode/v1``."""
+        return f"{self.url}/compatible-mode/v1"
+
+    @property
     def gemini_base_url(self) -> str:
         return f"{self.url}/v1beta"
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 from ._http import EmulatorResponse, json_response
 
 __all__ = [
+    "DASHSCOPE_MODELS",
+    "DEEPSEEK_MODELS",
     "GEMINI_MODELS",
     "GLM_MODELS",
     "OPENAI_MODELS",
+    "unknown_dashscope_model",
+    "unknown_deepseek_model",
     "unknown_gemini_model",
     "unknown_glm_model",
     "unknown_openai_model",
@@ -42,7 +46,12 @@ GLM_MODELS = (
 )
 """Chat models of Zhipu's open.bigmodel.cn / Z.ai's api.z.ai (2025-2026 model pages)."""
 
-OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini")
+OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini", "gpt-5-nano", "gpt-5.6")
+
+DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner")
+"""The two names api.deepseek.com serves (other names answer "Model Not Exist")."""
+
+DASHSCOPE_MODELS = ("qwen-plus", "qwen-max", "qwen-turbo", "qwen-flash", "qwen3-max", "qwen3-coder-plus")
 
 GEMINI_MODELS = (
     "gemini-2.0-flash",
@@ -98,3 +107,23 @@ def unknown_gemini_model(model: str, method: str) -> EmulatorResponse:
     return json_response(
         404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}, "application/json; charset=UTF-8"
     )
+
+
+def unknown_deepseek_model() -> EmulatorResponse:
+    """DeepSeek's 400 for a model name it does not serve, verbatim in ConardLi/easy-dataset#9 (2025-03-13),
+    langbot-app/LangBot#1643 (2025-09-02) and deepwn/addi#13 (2026-03-30)."""
+    body = {
+        "error": {
+            "message": "Model Not Exist",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request_error",
+        }
+    }
+    return json_response(400, body, "application/json")
+
+
+def unknown_dashscope_model(model: str) -> EmulatorResponse:
+    """DashScope compatible mode answers with OpenAI's wording ("The model `Qwen-Plus` does not exist or you do
+    not have access to it.", AIDotNet/OpenDeepWiki#308, 2025-12-18); status and code as OpenAI's 404."""
+    return unknown_openai_model(model)

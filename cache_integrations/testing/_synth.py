@@ -166,6 +166,20 @@ def pick_tool(names: Sequence[str], user_text: str) -> str:
 _QUOTED_RE = re.compile(r"(?<!\w)'([^'\n]{1,80})'(?!\w)|(?<!\w)\"([^\"\n]{1,80})\"(?!\w)|“([^”\n]{1,80})”")
 
 
+_PARALLEL_RE = re.compile(r"for each of:\s*([^.\n]+)", re.IGNORECASE)
+
+
+def parallel_items(user_text: str) -> list[str]:
+    """The items of a "for each of: Paris, Rome and Oslo" request (at least two), else none: the emulator's
+    convention for parallel tool use, one call per item."""
+    found = _PARALLEL_RE.search(user_text)
+    if not found:
+        return []
+    items = [i.strip() for i in re.split(r",|\band\b", found.group(1))]
+    items = [i for i in items if i]
+    return items if len(items) > 1 else []
+
+
 class ArgumentSynthesizer:
     """Builds a value satisfying a JSON schema, seeded from the user's words and numbers.
 

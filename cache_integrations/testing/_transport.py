@@ -55,6 +55,8 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._handle(request, request.read())
+        if response.hold is not None:
+            response.hold.wait()
         if response.delay > 0:
             time.sleep(response.delay)
         if response.disconnect:
@@ -66,6 +68,8 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = self._handle(request, await request.aread())
+        if response.hold is not None:
+            await response.hold.wait_async()
         if response.delay > 0:
             await asyncio.sleep(response.delay)
         if response.disconnect:

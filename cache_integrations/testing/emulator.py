@@ -7,34 +7,36 @@ three run modes behave identically.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._anthropic import handle_count_tokens as handle_anthropic_count_tokens
 from ._anthropic import handle_messages as handle_anthropic_messages
 from ._anthropic import handle_not_found as anthropic_not_found
 from ._anthropic_cache import BreakpointCache, min_cacheable_tokens
+from ._breakpoints import BreakpointStore
 from ._chat import glm_error, handle_chat
 from ._context import RequestContext
 from ._files import PAYLOAD_TOO_LARGE, FileStore
+from ._gate import AnswerGate
 from ._gemini import handle_count_tokens, handle_generate, handle_models
 from ._gemini_caches import CachedContent, handle_cache_create, handle_cache_item, handle_cache_list
 from ._google import google_error
 from ._http import EmulatorResponse, json_response
+from ._interventions import ArmedFault, Interventions
 from ._openai import handle_openai_models, openai_error
 from ._prefix import PrefixCache
-from ._strict import GEMINI_MODELS, GLM_MODELS, OPENAI_MODELS
+from ._records import MAPPING_COUNTERS, EmulatorCounters, RecordedRequest
+from ._strict import DASHSCOPE_MODELS, DEEPSEEK_MODELS, GEMINI_MODELS, GLM_MODELS, OPENAI_MODELS
 from ._synth import digest, encode
 from .clock import Clock, SystemClock
-from .faults import Endpoint, Fault, default_error_body
-from .rules import GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
+from .faults import Endpoint
+from .physics import OpenAIPhysics, Router
+from .rules import DASHSCOPE_RULES, DEEPSEEK_RULES, GEMINI_RULES, GLM_RULES, OPENAI_RULES, CacheRules
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -51,84 +53,20 @@ _GEMINI_CACHE_RE = re.compile(r"^/v1beta/cachedContents/([^/:]+)$")
 _GEMINI_MODEL_INFO_RE = re.compile(r"^/v1beta/models/([^/:]+)$")
 _ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 _GLM_CHAT_PATHS = ("/api/paas/v4/chat/completions", "/api/coding/paas/v4/chat/completions")
+# DeepSeek's base URL is https://api.deepseek.com (``/v1`` also accepted); DashScope's compatible mode is
+# .../compatible-mode/v1. The emulator serves them under their own prefixes, beside OpenAI's /v1.
+_DEEPSEEK_CHAT_PATHS = ("/deepseek/chat/completions", "/deepseek/v1/chat/completions")
+_DASHSCOPE_CHAT_PATHS = ("/compatible-mode/v1/chat/completions",)
 _REDACTED = "***"
-_MAPPING_COUNTERS = ("requests_by_endpoint", "cached_tokens_by_endpoint", "cache_write_tokens_by_endpoint")
-
-
-@dataclass(frozen=True)
-class EmulatorCounters:
-    """A snapshot of what the emulator served since construction or ``reset_counters()``.
-
-    ``cached_tokens_implicit`` sums reported implicit prefix hits (all endpoints);
-    ``cached_tokens_explicit`` sums tokens served from caches the client asked for: Gemini
-    ``cachedContents`` (``cachedContentTokenCount``) and Anthropic ``cache_control`` breakpoints
-    (``cache_read_input_tokens``). ``cache_write_tokens`` sums Anthropic ``cache_creation_input_tokens``.
-    ``cached_tokens_by_endpoint`` / ``cache_write_tokens_by_endpoint`` split reads and writes per API
-    (``"glm"``, ``"openai"``, ``"gemini"``, ``"anthropic"``), to compare with what a client reported.
-    ``prompt_tokens`` counts whole prompts (for Anthropic: input + cache creation + cache read).
-    ``errors_injected`` counts fault-injected answers; ``error_responses`` every 4xx/5xx answer.
-    """
-
-    requests_total: int = 0
-    requests_by_endpoint: Mapping[str, int] = field(default_factory=dict)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens_implicit: int = 0
-    cached_tokens_explicit: int = 0
-    cache_write_tokens: int = 0
-    cached_tokens_by_endpoint: Mapping[str, int] = field(default_factory=dict)
-    cache_write_tokens_by_endpoint: Mapping[str, int] = field(default_factory=dict)
-    implicit_cache_hits: int = 0
-    generate_calls: int = 0
-    caches_created: int = 0
-    caches_deleted: int = 0
-    caches_expired: int = 0
-    caches_alive: int = 0
-    files_uploaded: int = 0
-    files_deleted: int = 0
-    files_expired: int = 0
-    files_alive: int = 0
-    upload_bytes: int = 0
-    errors_injected: int = 0
-    error_responses: int = 0
-
-    @property
-    def cached_tokens(self) -> int:
-        """Implicit plus explicit cached tokens."""
-        return self.cached_tokens_implicit + self.cached_tokens_explicit
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the emulator saw it (API keys redacted), with the status it answered.
-
-    ``usage`` is the usage block the emulator sent back, exactly as on the wire (GLM/OpenAI ``usage``,
-    Gemini ``usageMetadata``; for a stream, the last one sent; for a created ``cachedContents``
-    resource, its ``usageMetadata``), or ``None`` when the answer had none.
-    Tests compare what a client reports against it, not against numbers the client computed.
-    """
-
-    seq: int
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    endpoint: Endpoint | None
-    model: str | None
-    body: Any
-    status: int
-    usage: Mapping[str, Any] | None = None
-
-
-@dataclass
-class _ArmedFault:
-    fault: Fault
-    remaining: int
 
 
 def _endpoint_of(path: str) -> Endpoint | None:
     if path.startswith(("/api/paas/", "/api/coding/paas/")):
         return "glm"
+    if path == "/deepseek" or path.startswith("/deepseek/"):
+        return "deepseek"
+    if path.startswith("/compatible-mode/"):
+        return "dashscope"
     if path.startswith(("/v1beta/", "/upload/v1beta/")) or path == "/v1beta":
         return "gemini"
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
@@ -138,11 +76,14 @@ def _endpoint_of(path: str) -> Endpoint | None:
     return None
 
 
-class Emulator:
+class Emulator(Interventions):
     """A local fake of Zhipu GLM, OpenAI-compatible, Gemini and Anthropic HTTP APIs with their caching rules.
 
     Routes: ``POST /api/paas/v4/chat/completions`` (also ``/api/coding/paas/v4/...``),
-    ``POST /v1/chat/completions``, ``GET /v1/models``, Gemini's ``/v1beta/models/{m}:generateContent``,
+    ``POST /v1/chat/completions``, ``GET /v1/models``, DeepSeek's ``POST /deepseek/chat/completions``
+    (usage with ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens``, on the finish chunk of a
+    stream), DashScope's ``POST /compatible-mode/v1/chat/completions`` (Qwen; ``cache_control`` markers
+    switch to explicit mode with ``cache_creation_input_tokens``), Gemini's ``/v1beta/models/{m}:generateContent``,
     ``:streamGenerateContent``, ``:countTokens``, ``/v1beta/cachedContents[/{id}]`` and the Files API
     (``/upload/v1beta/files`` resumable uploads, ``/v1beta/files[/{id}]``; see ``files``, a `FileStore`),
     and Anthropic's ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
@@ -154,7 +95,9 @@ class Emulator:
     the request sends ``stream_options.include_usage``, like every OpenAI-compatible server, so a client
     that forgets to ask sees no usage; ``"always"``: usage whatever the request says, as in
     docs.z.ai's streaming example), ``glm_prompt_tokens_details`` (``False`` omits
-    ``prompt_tokens_details`` as older GLM models did), ``gemini_stream_usage`` (``"auto"``: a stream
+    ``prompt_tokens_details`` as older GLM models did), ``deepseek_prompt_tokens_details`` (``False``:
+    only the ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens`` pair, as older DeepSeek answers
+    had), ``gemini_stream_usage`` (``"auto"``: a stream
     whose request declares a built-in tool such as ``googleSearch`` or ``codeExecution`` ends with
     ``usageMetadata`` without ``candidatesTokenCount``, as recorded from gemini-3-flash, after chunks
     with provisional counts; ``"without_candidates"``: always so; ``"complete"``: never),
@@ -168,10 +111,17 @@ class Emulator:
     ``known_models`` alone turns the model check on; ``api_keys`` turns the key check on (GLM: 401
     code 1000/1001, Gemini: 400 ``API_KEY_INVALID``, OpenAI: 401 ``invalid_api_key``).
 
-    Caching: ``glm_rules`` / ``openai_rules`` / ``gemini_rules`` per endpoint, ``model_rules`` per model
-    name; ``max_implicit_entries`` bounds remembered prompts (oldest evicted first; Anthropic entries: 4x);
+    Caching: ``glm_rules`` / ``openai_rules`` / ``deepseek_rules`` / ``dashscope_rules`` / ``gemini_rules``
+    per endpoint, ``model_rules`` per model name; ``openai_physics`` (an ``OpenAIPhysics``, off by default)
+    turns on the model of OpenAI's cache routing: several machines each with its own cache, routing by the
+    prefix start and ``prompt_cache_key``, overflow above ~15 requests per minute, writes on delivery,
+    idle eviction (see ``cache_integrations.testing.physics``); GPT-5.6 ``prompt_cache_options`` explicit
+    mode and ``cache_write_tokens`` are modelled with or without it (``_breakpoints``);
+    ``max_implicit_entries`` bounds remembered prompts (oldest evicted first; Anthropic entries: 4x);
     ``gemini_cache_min_tokens`` is the explicit-cache minimum (an int, or model -> int with ``"*"`` as
     the fallback); explicit caches live ``gemini_default_cache_ttl`` seconds unless told otherwise.
+    Models of Gemini 4 ("Argon") and later, and those in ``gemini_models_without_explicit_cache``, refuse
+    explicit caches as Gemini refuses an unsupported method (see ``gemini_explicit_cache_supported``).
     Anthropic ``cache_control`` breakpoints follow Anthropic's rules (see ``_anthropic_cache``);
     ``anthropic_cache_min_tokens`` overrides the documented per-model minimum cacheable length (an int,
     or model -> int with ``"*"`` as the fallback; ``None``: the documented table).
@@ -187,6 +137,9 @@ class Emulator:
         glm_rules: CacheRules = GLM_RULES,
         openai_rules: CacheRules = OPENAI_RULES,
         gemini_rules: CacheRules = GEMINI_RULES,
+        deepseek_rules: CacheRules = DEEPSEEK_RULES,
+        dashscope_rules: CacheRules = DASHSCOPE_RULES,
+        openai_physics: OpenAIPhysics | None = None,
         model_rules: Mapping[str, CacheRules] | None = None,
         gemini_cache_min_tokens: int | Mapping[str, int] = 1024,
         gemini_default_cache_ttl: float = 3600.0,
@@ -194,6 +147,7 @@ class Emulator:
         glm_usage_chunk: Literal["finish", "separate"] = "finish",
         glm_stream_usage: Literal["requested", "always"] = "requested",
         glm_prompt_tokens_details: bool = True,
+        deepseek_prompt_tokens_details: bool = True,
         gemini_stream_usage: Literal["auto", "without_candidates", "complete"] = "auto",
         latency: float = 0.0,
         stream_chunk_delay: float = 0.0,
@@ -210,6 +164,10 @@ class Emulator:
         self.glm_rules = glm_rules
         self.openai_rules = openai_rules
         self.gemini_rules = gemini_rules
+        self.deepseek_rules = deepseek_rules
+        self.dashscope_rules = dashscope_rules
+        self.openai_physics = openai_physics
+        self._router = Router(openai_physics or OpenAIPhysics())
         self.model_rules: dict[str, CacheRules] = dict(model_rules or {})
         self.gemini_cache_min_tokens = gemini_cache_min_tokens
         self.gemini_default_cache_ttl = gemini_default_cache_ttl
@@ -217,6 +175,7 @@ class Emulator:
         self.glm_usage_chunk: Literal["finish", "separate"] = glm_usage_chunk
         self.glm_stream_usage: Literal["requested", "always"] = glm_stream_usage
         self.glm_prompt_tokens_details = glm_prompt_tokens_details
+        self.deepseek_prompt_tokens_details = deepseek_prompt_tokens_details
         self.gemini_stream_usage: Literal["auto", "without_candidates", "complete"] = gemini_stream_usage
         self.latency = latency
         self.stream_chunk_delay = stream_chunk_delay
@@ -229,16 +188,21 @@ class Emulator:
         self.glm_models: list[str] = list(GLM_MODELS)
         self.openai_models: list[str] = list(OPENAI_MODELS)
         self.gemini_models: list[str] = list(GEMINI_MODELS)
+        self.deepseek_models: list[str] = list(DEEPSEEK_MODELS)
+        self.dashscope_models: list[str] = list(DASHSCOPE_MODELS)
+        self.gemini_models_without_explicit_cache: set[str] = set()
         self.tokenizer = Tokenizer()
         self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
         self._anthropic_cache = BreakpointCache(max_entries=4 * max_implicit_entries)  # up to 4 per request
+        self._breakpoints = BreakpointStore(max_entries=4 * max_implicit_entries)  # OpenAI / DashScope explicit
+        self._gates: list[AnswerGate] = []
         self._lock = threading.RLock()
         self._seq = 0
         self._cache_seq = 0
         self._caches: dict[str, CachedContent] = {}
         self.gemini_max_request_bytes = 100 * 1024 * 1024
         self.files = FileStore(self)
-        self._faults: list[_ArmedFault] = []
+        self._faults: list[ArmedFault] = []
         self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
         self._c: dict[str, Any] = {}
         self.reset_counters()
@@ -289,6 +253,7 @@ class Emulator:
             response.delay = self.latency
             response.chunk_delay = self.stream_chunk_delay
             response.on_complete = ctx.on_complete
+            response.hold = self._take_gate(ctx)
             self._log.append(self._record(ctx, response.status))
             return response
 
@@ -300,7 +265,7 @@ class Emulator:
             return handle_anthropic_count_tokens(self, ctx)
         if path in _GLM_CHAT_PATHS:
             return handle_chat(self, ctx, "glm") if method == "POST" else self._not_found(ctx)
-        if path == "/v1/chat/completions":
+        if path == "/v1/chat/completions" or path in _DEEPSEEK_CHAT_PATHS or path in _DASHSCOPE_CHAT_PATHS:
             return handle_chat(self, ctx, "openai") if method == "POST" else self._not_found(ctx)
         if path == "/v1/models" and method == "GET":
             return handle_openai_models(self, ctx)
@@ -339,7 +304,7 @@ class Emulator:
         message = f"No route for {ctx.method} {ctx.path} in the cache_integrations emulator."
         if ctx.endpoint == "gemini":
             return google_error(404, message, "NOT_FOUND")
-        if ctx.endpoint == "openai":
+        if ctx.endpoint in ("openai", "deepseek", "dashscope"):
             return openai_error(404, message, code="not_found")
         if ctx.endpoint == "glm":
             return glm_error(404, "404", message)
@@ -364,6 +329,7 @@ class Emulator:
             body=ctx.parsed,
             status=status,
             usage=ctx.usage,
+            replica=ctx.replica,
         )
 
     # ------------------------------------------------------------------------------ helpers for handlers
@@ -372,7 +338,14 @@ class Emulator:
         """The implicit-cache rule set for ``model`` on ``endpoint`` (per-model overrides win)."""
         if model in self.model_rules:
             return self.model_rules[model]
-        return {"glm": self.glm_rules, "openai": self.openai_rules, "gemini": self.gemini_rules}[endpoint]
+        by_endpoint = {
+            "glm": self.glm_rules,
+            "openai": self.openai_rules,
+            "deepseek": self.deepseek_rules,
+            "dashscope": self.dashscope_rules,
+            "gemini": self.gemini_rules,
+        }
+        return by_endpoint[endpoint]
 
     def is_known_model(self, endpoint: Endpoint, model: str) -> bool:
         """Whether ``model`` is served: always, unless ``strict`` or ``known_models`` restrict the names."""
@@ -380,22 +353,56 @@ class Emulator:
             return model in self.known_models
         if not self.strict:
             return True
-        return model in {"glm": self.glm_models, "openai": self.openai_models, "gemini": self.gemini_models}[endpoint]
+        by_endpoint = {
+            "glm": self.glm_models,
+            "openai": self.openai_models,
+            "deepseek": self.deepseek_models,
+            "dashscope": self.dashscope_models,
+            "gemini": self.gemini_models,
+        }
+        return model in by_endpoint[endpoint]
 
     def _observe_prefix(
-        self, ctx: RequestContext, scope: tuple[str, str, str], text: str, tokens: int, rules: CacheRules
+        self,
+        ctx: RequestContext,
+        scope: tuple[Any, ...],
+        text: str,
+        tokens: int,
+        rules: CacheRules,
+        *,
+        on_delivery: bool = False,
     ) -> int:
-        """Cached tokens to report for ``text``; the prompt is remembered now, or once the answer is delivered."""
-        if not self.cache_write_on_completion:
+        """Cached tokens to report for ``text``; the prompt is remembered now, or once the answer is
+        delivered (``cache_write_on_completion``, or ``on_delivery`` for a model that always works so)."""
+        if not (on_delivery or self.cache_write_on_completion):
             return self._prefix_cache.observe(scope, text, tokens, ctx.mono, rules).reported_tokens
         match, commit = self._prefix_cache.observe_deferred(scope, text, tokens, ctx.mono, rules)
+        self._commit_on_delivery(ctx, commit, force=True)
+        return match.reported_tokens
+
+    def _commit_on_delivery(self, ctx: RequestContext, commit: Callable[[float], None], *, force: bool = False) -> None:
+        """Run a cache write now, or (``cache_write_on_completion`` or ``force``) when the answer is delivered."""
+        if not (force or self.cache_write_on_completion):
+            commit(ctx.mono)
+            return
+        earlier = ctx.on_complete
 
         def delivered() -> None:
+            if earlier is not None:
+                earlier()
             with self._lock:
                 commit(self.clock.monotonic())
 
         ctx.on_complete = delivered
-        return match.reported_tokens
+
+    def gemini_explicit_cache_supported(self, model: str) -> bool:
+        """Whether ``cachedContents.create`` accepts ``model``: not on Gemini 4 Argon and later (Google's
+        caching page after 2026-10-13), nor on the models listed in ``gemini_models_without_explicit_cache``."""
+        from ._gemini import model_version
+
+        name = model.removeprefix("models/")
+        version = model_version(name)
+        return name not in self.gemini_models_without_explicit_cache and (version is None or version[0] < 4)
 
     def gemini_cache_min_tokens_for(self, model: str) -> int:
         """Minimum ``totalTokenCount`` for creating an explicit cache on ``model``."""
@@ -424,9 +431,12 @@ class Emulator:
 
     def _record_anthropic_usage(self, prompt: int, read: int, written: int, completion: int) -> None:
         self._record_usage("anthropic", prompt, 0, completion, explicit=read)
+        self._record_writes("anthropic", written)
+
+    def _record_writes(self, endpoint: Endpoint, written: int) -> None:
         self._c["cache_write_tokens"] += written
         writes: dict[str, int] = self._c["cache_write_tokens_by_endpoint"]
-        writes["anthropic"] = writes.get("anthropic", 0) + written
+        writes[endpoint] = writes.get(endpoint, 0) + written
 
     def _count_generate_call(self) -> None:
         self._c["generate_calls"] += 1
@@ -463,98 +473,16 @@ class Emulator:
             self._c["caches_deleted" if reason == "deleted" else "caches_expired"] += 1
             return True
 
-    # ------------------------------------------------------------------------------------------ faults
-
-    def inject_fault(
-        self,
-        status: int | Fault = 429,
-        *,
-        times: int = 1,
-        body: Mapping[str, Any] | bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        endpoint: Endpoint | None = None,
-        path_prefix: str | None = None,
-        method: str | None = None,
-    ) -> Fault:
-        """Answer the next ``times`` matching requests with an error instead of serving them.
-
-        Pass a status (the endpoint's realistic body is used unless ``body`` is given) or a ``Fault``
-        from ``cache_integrations.testing.faults`` (e.g. ``glm_rate_limit()``); keyword arguments
-        override the fault's fields. Faults are consumed in injection order.
-        """
-        base = status if isinstance(status, Fault) else Fault(status=status)
-        fault = Fault(
-            status=base.status,
-            body=body if body is not None else base.body,
-            headers=dict(headers) if headers is not None else dict(base.headers),
-            endpoint=endpoint if endpoint is not None else base.endpoint,
-            path_prefix=path_prefix if path_prefix is not None else base.path_prefix,
-            method=method if method is not None else base.method,
-            cut_stream_after=base.cut_stream_after,
-        )
-        if times < 1:
-            raise ValueError("times must be >= 1")
-        with self._lock:
-            self._faults.append(_ArmedFault(fault, times))
-        return fault
-
-    def clear_faults(self) -> None:
-        """Drop all pending faults."""
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def pending_faults(self) -> int:
-        """How many fault answers are still armed."""
-        with self._lock:
-            return sum(a.remaining for a in self._faults)
-
-    def _consume(self, predicate: Callable[[Fault], bool]) -> Fault | None:
-        for armed in self._faults:
-            if predicate(armed.fault):
-                armed.remaining -= 1
-                if armed.remaining <= 0:
-                    self._faults.remove(armed)
-                return armed.fault
-        return None
-
-    def _take_fault(self, ctx: RequestContext) -> EmulatorResponse | None:
-        fault = self._consume(lambda f: f.cut_stream_after is None and f.matches(ctx.endpoint, ctx.method, ctx.path))
-        if fault is None:
-            return None
-        self._c["errors_injected"] += 1
-        with contextlib.suppress(ValueError):  # keep the body in the request log even though we refuse it
-            ctx.parsed = json.loads(ctx.body) if ctx.body else None
-            if isinstance(ctx.parsed, Mapping) and isinstance(ctx.parsed.get("model"), str):
-                ctx.model = ctx.parsed["model"]
-        if isinstance(fault.body, bytes):
-            response = EmulatorResponse(fault.status, {"content-type": "application/json"}, fault.body)
-        else:
-            payload = fault.body if fault.body is not None else default_error_body(ctx.endpoint, fault.status)
-            response = json_response(fault.status, payload, "application/json; charset=UTF-8")
-        response.headers.update(fault.headers)
-        return response
-
-    def _maybe_cut(self, ctx: RequestContext, response: EmulatorResponse) -> EmulatorResponse:
-        if response.stream is None or response.status != 200:
-            return response
-        fault = self._consume(
-            lambda f: f.cut_stream_after is not None and f.matches(ctx.endpoint, ctx.method, ctx.path)
-        )
-        if fault is None or fault.cut_stream_after is None:
-            return response
-        self._c["errors_injected"] += 1
-        response.stream = list(response.stream)[: fault.cut_stream_after]
-        return response
-
     # ------------------------------------------------------------------------------- caches & counters
 
     def evict_all(self, *, explicit: bool = False) -> None:
-        """Drop every implicit prefix cache and Anthropic prompt-cache entry (and, with
-        ``explicit=True``, every Gemini cachedContent)."""
+        """Drop every implicit prefix cache, Anthropic / OpenAI / DashScope breakpoint entry and OpenAI
+        routing window (and, with ``explicit=True``, every Gemini cachedContent)."""
         with self._lock:
             self._prefix_cache.clear()
             self._anthropic_cache.clear()
+            self._breakpoints.clear()
+            self._router.clear()
             if explicit:
                 for name in list(self._caches):
                     self._remove_cached_content(name, reason="deleted")
@@ -591,7 +519,7 @@ class Emulator:
         with self._lock:
             self._purge_expired()
             values = dict(self._c)
-            for name in _MAPPING_COUNTERS:
+            for name in MAPPING_COUNTERS:
                 values[name] = dict(values[name])
             values["caches_alive"] = len(self._caches)
             values["files_alive"] = self.files.alive_count()
@@ -603,9 +531,9 @@ class Emulator:
             self._c = {
                 name: 0
                 for name in EmulatorCounters.__dataclass_fields__
-                if name not in _MAPPING_COUNTERS and name not in ("caches_alive", "files_alive")
+                if name not in MAPPING_COUNTERS and name not in ("caches_alive", "files_alive")
             }
-            for name in _MAPPING_COUNTERS:
+            for name in MAPPING_COUNTERS:
                 self._c[name] = {}
 
     @property

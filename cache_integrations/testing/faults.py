@@ -29,8 +29,9 @@ __all__ = [
     "stream_cut",
 ]
 
-Endpoint = Literal["glm", "openai", "gemini", "anthropic"]
-"""The emulated APIs: Zhipu GLM, OpenAI-compatible chat, Gemini v1beta, Anthropic Messages."""
+Endpoint = Literal["glm", "openai", "gemini", "anthropic", "deepseek", "dashscope"]
+"""The emulated APIs: Zhipu GLM, OpenAI-compatible chat, Gemini v1beta, Anthropic Messages, and the
+OpenAI-compatible DeepSeek and DashScope (Qwen) routes with their own usage fields."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def default_error_body(endpoint: Endpoint | None, status: int) -> dict[str, Any]
                 "INTERNAL",
             )
         return _google(status, "Request failed.", "FAILED_PRECONDITION")
-    if endpoint == "openai":
+    if endpoint in ("openai", "deepseek", "dashscope"):
         if status == 429:
             return _openai("Rate limit reached for requests", "requests", "rate_limit_exceeded")
         if status == 503:

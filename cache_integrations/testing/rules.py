@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GEMINI_RULES", "GLM_RULES", "OPENAI_RULES", "CacheRules"]
+__all__ = ["DASHSCOPE_RULES", "DEEPSEEK_RULES", "GEMINI_RULES", "GLM_RULES", "OPENAI_RULES", "CacheRules"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +41,12 @@ OPENAI_RULES = CacheRules(min_tokens=1024, granularity=128, ttl_seconds=300.0)
 
 GEMINI_RULES = CacheRules(min_tokens=1024, granularity=1, ttl_seconds=300.0)
 """Gemini 2.5+ implicit caching: 1024-token minimum (Flash; Pro documents more), no granularity."""
+
+DEEPSEEK_RULES = CacheRules(min_tokens=64, granularity=64, ttl_seconds=3600.0)
+"""DeepSeek context caching on disk: 64-token storage units (api-docs.deepseek.com/guides/kv_cache; the
+recorded hits are 320 of 339 and 320 of 495 tokens), kept "a few hours to a few days": one hour here."""
+
+DASHSCOPE_RULES = CacheRules(min_tokens=256, granularity=1, ttl_seconds=300.0)
+"""Qwen on DashScope, implicit mode: prompts from 256 tokens (Alibaba's context-cache page, 2026); the
+validity is not guaranteed ("periodically cleared"): 5 minutes here. Explicit ``cache_control`` markers
+are modelled in ``_breakpoints`` (1024-token minimum, 5 minutes reset on each hit)."""

@@ -96,6 +96,16 @@ class Tokenizer:
         return text
 
     @staticmethod
+    def prefix_chars(text: str, tokens: int) -> int:
+        """Characters of ``text`` up to the end of its first ``tokens`` tokens (all of it if shorter)."""
+        if tokens <= 0:
+            return 0
+        for i, m in enumerate(_TOKEN_RE.finditer(text)):
+            if i == tokens - 1:
+                return m.end()
+        return len(text)
+
+    @staticmethod
     def split_chunks(text: str, tokens_per_chunk: int) -> list[str]:
         """Split ``text`` into pieces of ``tokens_per_chunk`` tokens whose concatenation is ``text``.
 

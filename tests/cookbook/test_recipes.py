@@ -34,6 +34,9 @@ PROVIDER_ENV = (
 RECIPES = (
     "lcel_long_system_prompt",
     "gemini_pinned_document",
+    "gemini_pdf_cache",
+    "gemini_video_analysis",
+    "llama_index_pdf_chat",
     "langchain_rag",
     "agent_loop",
     "batch_code_review",
@@ -176,6 +179,74 @@ def test_gemini_pinned_document(tmp_path: Path) -> None:
     assert_consistent(row)
     assert (row.model, row.calls, row.cached) == ("gemini-2.5-flash", 10, 10 * tokens)
     assert row.saved == saved and row.no_cache_cost == without
+
+
+def _net_savings(out: str) -> tuple[Decimal, Decimal, Decimal]:
+    net = re.search(r"Net savings after storage: saved ([\d.]+) USD of ([\d.]+) \(.*?\); storage ([\d.]+) USD", out)
+    assert net, out
+    saved, without, storage = (Decimal(g) for g in net.groups())
+    return saved, without, storage
+
+
+def test_gemini_pdf_cache(tmp_path: Path) -> None:
+    out = run_recipe("gemini_pdf_cache", tmp_path)
+
+    assert out.startswith(OFFLINE_GEMINI)
+    uploaded = re.search(r"^Uploaded (files/[a-z0-9]+): (\d+) bytes, application/pdf, ACTIVE$", out, re.M)
+    assert uploaded, out
+    name = uploaded.group(1)
+    assert int(uploaded.group(2)) == (tmp_path / "output" / "a17_flight_plan.pdf").stat().st_size
+    assert f"Uploaded again: {name} (the same file, nothing sent)" in out
+    cached = re.search(r"^Cached (cachedContents/\S+): (\d+) tokens \(Gemini's count\)", out, re.M)
+    assert cached, out
+    cache, tokens = cached.group(1), int(cached.group(2))
+    assert tokens >= 12 * 258, "twelve pages at 258 tokens each, plus the instruction"
+    per_question = ints(r"^Q\d+ cached\s+(\d+) of\s+(\d+) input tokens$", out)
+    assert len(per_question) == 6 and all(c == tokens for c, _ in per_question)
+    assert f"Deleted {cache}" in out and "Deleted 1 uploaded file(s)" in out
+    saved, without, storage = _net_savings(out)
+    assert storage > 0 and saved > 0
+    row = only_report(out)
+    assert_consistent(row)
+    assert (row.model, row.calls, row.cached) == ("gemini-2.5-flash", 6, 6 * tokens)
+    assert row.saved == saved and row.no_cache_cost == without
+
+
+def test_gemini_video_analysis(tmp_path: Path) -> None:
+    out = run_recipe("gemini_video_analysis", tmp_path)
+
+    assert out.startswith(OFFLINE_GEMINI)
+    assert re.search(r"^Uploaded files/[a-z0-9]+: \d+ bytes, video/avi, ACTIVE$", out, re.M), out
+    cached = re.search(r"^Cached (cachedContents/\S+): (\d+) tokens", out, re.M)
+    assert cached, out
+    tokens = int(cached.group(2))
+    assert tokens >= 60 * 263, "a minute of video at 263 tokens a second"
+    per_question = ints(r"^Q\d+ cached\s+(\d+) of\s+(\d+) input tokens$", out)
+    assert len(per_question) == 3 and all(c == tokens for c, _ in per_question)
+    assert re.search(r"^Q4 \(streamed\): \S", out, re.M)
+    assert f"Deleted {cached.group(1)}" in out and "Deleted 1 uploaded file(s)" in out
+    saved, _, storage = _net_savings(out)
+    row = only_report(out)
+    assert_consistent(row)
+    assert (row.calls, row.cached) == (4, 4 * tokens) and row.saved == saved > 0 and storage > 0
+
+
+def test_llama_index_pdf_chat(tmp_path: Path) -> None:
+    out = run_recipe("llama_index_pdf_chat", tmp_path)
+
+    assert out.startswith(OFFLINE_GEMINI)
+    cached = re.search(r"^Cached (cachedContents/\S+): (\d+) tokens", out, re.M)
+    assert cached, out
+    tokens = int(cached.group(2))
+    turns = ints(r"^T\d+ cached\s+(\d+) of\s+(\d+) input tokens$", out)
+    assert len(turns) == 4 and all(c == tokens for c, _ in turns)
+    totals = [t for _, t in turns]
+    assert totals[1:] == sorted(totals[1:]), "the conversation grows after the cached document"
+    assert f"Deleted {cached.group(1)}" in out and "Deleted 1 uploaded file(s)" in out
+    saved, _, storage = _net_savings(out)
+    row = only_report(out)
+    assert_consistent(row)
+    assert (row.calls, row.cached) == (4, 4 * tokens) and row.saved == saved > 0 and storage > 0
 
 
 def test_langchain_rag_stable_placement_beats_naive(tmp_path: Path) -> None:
@@ -353,6 +424,19 @@ def test_a_glm_key_sends_the_recipe_where_the_environment_says(tmp_path: Path) -
     assert out.splitlines()[0] == f"ZHIPUAI_API_KEY is set: running against the GLM API at {server.glm_base_url}"
     assert emulator.counters.requests_by_endpoint == {"glm": 10}
     assert only_report(out).cached == emulator.counters.cached_tokens > 0
+
+
+def test_the_pdf_recipe_uploads_once_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """With a key the recipe talks to the API the environment names: here an emulator whose books we read."""
+    emulator = Emulator()
+    with emulator.serve() as server:
+        out = run_recipe(
+            "gemini_pdf_cache", tmp_path, GEMINI_API_KEY="test-key", GEMINI_BASE_URL=server.gemini_base_url
+        )
+    counters = emulator.counters
+    assert (counters.files_uploaded, counters.files_alive) == (1, 0), "uploaded once, deleted at the end"
+    assert (counters.caches_created, counters.caches_deleted, counters.caches_alive) == (1, 1, 0)
+    assert only_report(out).cached == counters.cached_tokens_explicit > 0
 
 
 def test_a_gemini_key_sends_the_recipe_where_the_environment_says(tmp_path: Path) -> None:

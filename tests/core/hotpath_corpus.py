@@ -4,9 +4,12 @@
 then is edited in the middle, truncated, re-timestamped, its tools reordered, a message mutated in place), through
 the encoders (GLM, Gemini generate, Gemini cache payload and create body), through ChatGLM and ChatGemini on the
 emulator with the cache usage handler attached, and through the LlamaIndex GLM LLM, and returns a SHA-256 of every
-request body, fingerprint chain and diagnosis. ``tests/core/data/hotpath_golden.json`` holds what the code before
-the hot-path work (issue 15, commit 5c2459e) produced: run ``python -m tests.core.hotpath_corpus --write`` on that
-code to regenerate it. `test_hotpath_wire` checks the current code produces the same, with the memos cold and warm.
+request body, fingerprint chain and diagnosis. ``tests/core/data/hotpath_golden.json`` holds what the code without
+the hot-path work (issue 15) produced: first recorded on commit 5c2459e, recorded again on main c504af8 when main
+was merged into the branch (main's own Gemini explicit-cache changes moved six ChatGemini requests; the branch's
+merged code produced exactly main's output). To regenerate it, run ``python -m tests.core.hotpath_corpus --write``
+on code without the hot-path changes. `test_hotpath_wire` checks the current code produces the same, with the memos
+cold and warm.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from cache_integrations.strategies import (
     CallContext,
     StrategyBook,
     anthropic_min_tokens,
+    fit_caller_ttls,
     message_chars,
 )
 from cache_integrations.usage import Usage
@@ -138,3 +139,37 @@ def test_learns_a_higher_minimum_when_nothing_was_written() -> None:
 def test_bad_options_are_named() -> None:
     with pytest.raises(ValueError, match="ttl: '2h' is not one of"):
         AnthropicBreakpointStrategy(ttl="2h")  # type: ignore[arg-type]
+
+
+def test_markers_the_caller_put_on_tools_count_toward_four() -> None:
+    marked = [Message("system", LONG)] + [Message("user", f"{LONG} part {i}", cache_point=True) for i in range(2)]
+    request = _request(*marked, Message("user", "new question"))
+    assert len(AnthropicBreakpointStrategy().plan(request, CTX).breakpoints) == 2  # system and end
+    one_tool = CallContext(provider="anthropic", model=SONNET, caller_markers=1)
+    plan = AnthropicBreakpointStrategy().plan(request, one_tool)
+    assert plan.breakpoints == (Breakpoint("message", 3, "5m"),)  # the end comes first, then the system
+
+
+def test_a_conversations_new_end_takes_the_gap_since_its_previous_request() -> None:
+    clock = Clock()
+    strategy = AnthropicBreakpointStrategy(clock=clock)
+    first = _request(*_conversation(1), Message("user", "q"))
+    strategy.observe(first, CTX, strategy.plan(first, CTX), Usage(input_tokens=3000, cache_write_tokens=2900))
+    clock.now += 10 * 60  # a human answers ten minutes later: a 5-minute entry of the new end would be gone
+    second = _request(*first.messages, Message("assistant", "a"), Message("user", "q2"))
+    plan = strategy.plan(second, CTX)
+    assert plan.breakpoints[-1] == Breakpoint("message", len(second.messages) - 1, "1h")
+    strategy.observe(second, CTX, plan, Usage(input_tokens=3100, cache_read_tokens=2900))
+    clock.now += 30  # then quickly: 5 minutes is enough
+    third = _request(*second.messages, Message("assistant", "b"), Message("user", "q3"))
+    assert strategy.plan(third, CTX).breakpoints[-1].ttl == "5m"
+
+
+def test_fit_caller_ttls_keeps_one_hour_before_five_minutes() -> None:
+    ours = (Breakpoint("system", 0, "5m"), Breakpoint("message", 5, "1h"))
+    # A caller's 1-hour marker on message 3: our system breakpoint before it becomes 1 hour; a caller's 5-minute
+    # marker on message 2 turns our later 1-hour breakpoint to 5 minutes.
+    assert fit_caller_ttls(ours, {3: "1h"})[0] == Breakpoint("system", 0, "1h")
+    assert fit_caller_ttls(ours, {2: "5m"})[1] == Breakpoint("message", 5, "5m")
+    assert fit_caller_ttls(ours, {-1: "1h"}) == ours  # a tools marker sits before everything of ours
+    assert fit_caller_ttls(ours, {}) == ours

@@ -1,6 +1,7 @@
 """Behaviour unchanged by the hot-path work (issue 15): the same bytes on the wire and the same diagnoses.
 
-``data/hotpath_golden.json`` was produced by the code before that work (commit 5c2459e) from the corpus in
+``data/hotpath_golden.json`` was produced by the code without that work (commit 5c2459e, then main c504af8) from the
+corpus in
 `hotpath_corpus` (grown, edited, truncated, re-timestamped and mutated-in-place conversations, tool calls, media,
 explicit-cache payloads, ChatGLM / ChatGemini / LlamaIndex GLM on the emulator with the handlers attached).
 The corpus runs twice in one process: once with the memos cold, once warm (every message already seen).

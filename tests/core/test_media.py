@@ -208,6 +208,12 @@ class RecordingUploader:
     async def adescribe(self, reference: str) -> File:
         return self.describe(reference)
 
+    def manages(self, reference: str) -> bool:
+        return False
+
+    def forget(self, reference: str) -> bool:
+        return False
+
 
 def _media(threshold: int) -> tuple[GeminiMedia, RecordingUploader]:
     uploader = RecordingUploader()

@@ -7,6 +7,7 @@ over a pipe and always leaves through ``os._exit``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -173,3 +174,24 @@ def test_a_forked_child_gets_redis_clients_of_its_own(redis_url: str) -> None:
     assert in_child(child) == {"own_client": True, "min": 2048}
     assert registry.too_small("ns", "k") == 12  # the parent's connection still works after the child left
     registry.close()
+
+
+def test_a_forked_worker_uploads_without_waiting_on_the_parents_upload_locks(tmp_path: Path) -> None:
+    from cache_integrations.explicit.files import content_key
+    from tests.media import samples
+
+    pdf = samples.pdf(3)
+    emu = Emulator()
+    with emu.serve() as server:
+        registry = SQLiteRegistry(tmp_path / "r.sqlite3")
+        llm = ChatGemini(api_key="fork-key", base_url=server.gemini_base_url, cache_registry=registry)
+        files = llm.media.uploader
+        key = content_key(hashlib.sha256(pdf).hexdigest(), "application/pdf")
+
+        def child() -> dict[str, Any]:
+            return {"name": llm.upload_file(pdf, "application/pdf").name}
+
+        with held_by_another_thread(files._memo_lock, files._locks.sync(key), registry._lock):  # type: ignore[attr-defined]
+            report = in_child(child)
+        assert report["name"] in emu.files.names() and emu.counters.files_uploaded == 1
+        assert llm.upload_file(pdf, "application/pdf").name == report["name"], "the child's upload, shared"

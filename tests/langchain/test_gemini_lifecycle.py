@@ -132,9 +132,19 @@ def test_a_cache_deleted_server_side_is_recreated_transparently(emu: Emulator, c
     assert doc.invoke("Question three?").response_metadata["cache"]["recovered"] is False
 
 
+def test_a_prefix_far_below_the_documented_minimum_is_never_tried(emu: Emulator, clock: FakeClock) -> None:
+    """Google documents 2048 tokens for gemini-2.5 caches: a prefix of a few words is not worth a request."""
+    llm = _llm(emu, clock, cache_mode="always")
+    replies = [llm.invoke([("system", "Be brief."), ("human", f"Question {i}")]) for i in range(3)]
+    assert all(r.content for r in replies)
+    assert _creates(emu) == 0
+
+
 def test_a_too_small_prefix_is_tried_once_then_sent_inline(emu: Emulator, clock: FakeClock) -> None:
     llm = _llm(emu, clock, cache_mode="always")
-    replies = [llm.invoke([("system", "Be brief."), ("human", f"Question {i}")]) for i in range(5)]
+    # ~4.6 kB: by its size it could reach the documented minimum, but it is only ~420 emulator tokens
+    small = "abcdefghij " * 420
+    replies = [llm.invoke([("system", small), ("human", f"Question {i}")]) for i in range(5)]
     assert all(r.content for r in replies)
     assert _creates(emu) == 1 and emu.counters.caches_created == 0
     assert llm.cache_manager.registry.min_tokens(llm.cache_manager.namespace, "gemini-2.5-flash") == 1024

@@ -4,6 +4,7 @@ through the Files API, uploads above `file_upload_threshold`, a cached PDF, and 
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import httpx
@@ -11,10 +12,10 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from cache_integrations import InvalidRequestError
+from cache_integrations.explicit.files import ManagedFiles
 from cache_integrations.langchain import ChatGemini, ChatGLM
 from cache_integrations.providers import gemini_media
 from cache_integrations.providers.gemini import GeminiProvider
-from cache_integrations.providers.gemini_media import DirectFileUploader
 from cache_integrations.testing import Emulator, FakeClock
 from cache_integrations.testing._media import image_tokens
 from tests.media import samples
@@ -61,8 +62,7 @@ def gemini(emu: Emulator, clock: FakeClock, **kwargs: Any) -> ChatGemini:
     )
     llm.cache_manager.clock = clock.time
     llm.files.sleep, llm.files.asleep = _no_sleep, _ano_sleep
-    assert isinstance(llm.media.uploader, DirectFileUploader)
-    llm.media.uploader.clock = clock.time
+    assert isinstance(llm.media.uploader, ManagedFiles)  # reads the manager's clock
     llm.files.chunk_size = 2048
     return llm
 
@@ -199,7 +199,11 @@ def test_content_above_the_threshold_is_uploaded_once_and_sent_as_file_data(emu:
     llm.invoke([ask(block)])
     (name,) = emu.files.names()
     stored = emu.files.get(name)
-    assert stored is not None and stored.display_name == "A17_FlightPlan.pdf" and stored.size == len(PDF)
+    assert (
+        stored is not None
+        and re.fullmatch(r"cache-integrations:[0-9a-f]{40} A17_FlightPlan\.pdf", stored.display_name)
+        and stored.size == len(PDF)
+    )
     assert sent_media(emu) == {"fileData": {"fileUri": stored.uri, "mimeType": "application/pdf"}}
     list(llm.stream([ask(block)]))
     llm.invoke([ask(block)])

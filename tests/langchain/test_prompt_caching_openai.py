@@ -181,3 +181,30 @@ def test_wrapping_is_idempotent_and_rejects_what_is_not_a_chat_model(server: Run
         with_prompt_caching("gpt-5")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="provider: 'opnai' is not one of"):
         with_prompt_caching(_openai(server), provider="opnai")
+
+
+def test_the_middleware_passes_this_packages_own_models_through_and_they_cache(
+    emu: Emulator, server: RunningServer
+) -> None:
+    from cache_integrations.langchain import ChatGLM
+
+    glm = ChatGLM(model="glm-4.7", api_key="test-key", base_url=server.glm_base_url, max_retries=0)
+    agent = create_agent(
+        glm,
+        [zeta_lookup, alpha_add],
+        system_prompt=LONG_SYSTEM_PROMPT,
+        middleware=[PromptCachingMiddleware()],
+        checkpointer=InMemorySaver(),
+    )
+    config: Any = {"configurable": {"thread_id": "glm-agent"}}
+    with get_cache_usage_callback() as usage:
+        for question in ["Weather in Paris?", "Weather in Rome?", "Add 2 and 3"]:
+            agent.invoke({"messages": [("human", question)]}, config=config)
+    glm_bodies = [r.body for r in emu.requests if r.endpoint == "glm"]
+    assert len(glm_bodies) >= 6
+    assert all("prompt_cache_key" not in b for b in glm_bodies)  # GLM takes no OpenAI-only fields
+    assert all([t["function"]["name"] for t in b["tools"]] == ["alpha_add", "zeta_lookup"] for b in glm_bodies)
+    reads = [c.usage.cache_read_tokens for c in usage.calls if c.usage is not None]
+    assert reads[0] == 0 and all(r > 0 for r in reads[1:])
+    assert sum(reads) == emu.counters.cached_tokens_implicit
+    assert usage.total.saved is not None and usage.total.saved > 0

@@ -4,6 +4,7 @@ AudioBlock and VideoBlock from bytes, paths and URLs (mime types kept), inline a
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ from llama_index.core.base.llms.types import (
 )
 
 from cache_integrations import InvalidRequestError
+from cache_integrations.explicit.files import ManagedFiles
 from cache_integrations.llama_index import Gemini
-from cache_integrations.providers.gemini_media import DirectFileUploader
 from cache_integrations.testing import Emulator, FakeClock
 from tests.llama_index.conftest import make_gemini, make_glm
 from tests.media import samples
@@ -47,8 +48,7 @@ def gemini(emu: Emulator, clock: FakeClock, **kwargs: Any) -> Gemini:
     llm = make_gemini(emu, clock, **kwargs)
     llm.files.sleep, llm.files.asleep = _no_sleep, _ano_sleep
     llm.files.chunk_size = 2048
-    assert isinstance(llm.media.uploader, DirectFileUploader)
-    llm.media.uploader.clock = clock.time
+    assert isinstance(llm.media.uploader, ManagedFiles)  # reads the manager's clock
     return llm
 
 
@@ -128,7 +128,11 @@ def test_paths_above_the_threshold_are_uploaded_once_from_disk(
     llm.chat(ask(doc))
     (name,) = emu.files.names()
     stored = emu.files.get(name)
-    assert stored is not None and stored.display_name == "A17 flight plan" and stored.size == len(PDF)
+    assert (
+        stored is not None
+        and re.fullmatch(r"cache-integrations:[0-9a-f]{40} A17 flight plan", stored.display_name)
+        and stored.size == len(PDF)
+    )
     assert sent_media(emu) == {"fileData": {"fileUri": stored.uri, "mimeType": "application/pdf"}}
     list(llm.stream_chat(ask(doc)))
     assert uploads(emu) == 1

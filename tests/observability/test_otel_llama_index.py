@@ -103,3 +103,25 @@ def test_the_hook_for_foreign_llms(telemetry: Telemetry, emu: Emulator, server: 
     obs = observe_llama_index_call(inst, llm, messages)
     chunks = list(observed_llama_index_stream(obs, llm.stream_chat(messages), llm))
     assert chunks and len(telemetry.spans) == 3  # ended with the stream
+
+
+def test_with_prompt_caching_instrument_gives_one_span_per_call(
+    telemetry: Telemetry, emu: Emulator, server: RunningServer
+) -> None:
+    from cache_integrations.llama_index import with_prompt_caching
+
+    base = OpenAI(model="gpt-4o-mini", api_key="test-key", api_base=server.openai_base_url, max_retries=0)
+    llm = with_prompt_caching(base, instrument=telemetry.instrumentation())
+    llm.chat(_messages("q1"))
+    llm.chat(_messages("q2"))
+    chunks = list(llm.stream_chat(_messages("q3")))
+    asyncio.run(llm.achat(_messages("q4")))
+    assert chunks and len(telemetry.spans) == 4
+    assert all(s.name == "chat gpt-4o-mini" for s in telemetry.spans)
+    cached = [dict(s.attributes or {})["gen_ai.usage.cache_read.input_tokens"] for s in telemetry.spans]
+    assert cached[0] == 0 and all(c > 0 for c in cached[1:])
+    assert sum(cached) == emu.counters.cached_tokens
+    # not instrumented: no span
+    plain = with_prompt_caching(base, instrument=False)
+    plain.chat(_messages("q5"))
+    assert len(telemetry.spans) == 4

@@ -455,3 +455,29 @@ def test_async_upload_runs_on_several_event_loops(emu: Emulator, fake_time: Fake
     files = _files(emu, fake_time)
     names = {asyncio.run(files.aupload(f"loop {i}".encode(), mime_type="text/plain")).name for i in range(3)}
     assert len(names) == 3
+
+
+def test_a_large_upload_shows_a_progress_bar_on_a_terminal_only(
+    emu: Emulator, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cache_integrations import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv(progress.ENV_VAR, raising=False)
+    files = _files(emu, fake_time, chunk_size=512 * 1024)
+    emu.files.chunk_granularity = 512 * 1024
+    data = b"%PDF-1.4\n" + bytes(range(256)) * 6000  # about 1.5 MB
+    reported: list[tuple[int, int]] = []
+    quiet = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stderr", quiet)
+    files.upload(
+        data, mime_type="application/pdf", display_name="quiet.pdf", progress=lambda d, t: reported.append((d, t))
+    )
+    assert quiet.getvalue() == "" and reported[-1] == (len(data), len(data))  # the caller's callback still runs
+    tty = Terminal()
+    monkeypatch.setattr(progress.sys, "stderr", tty)
+    files.upload(data, mime_type="application/pdf", display_name="flight-plan.pdf")
+    assert "Uploading flight-plan.pdf" in tty.getvalue()

@@ -375,8 +375,8 @@ def test_the_chat_models_pass_their_deadline_through(model: type[Any]) -> None:
 
 
 def test_the_gemini_models_take_a_deadline() -> None:
-    assert ChatGemini(api_key=SECRET, deadline=3, cache_registry="memory").client.client.deadline == 3.0  # type: ignore[attr-defined]
-    assert Gemini(api_key=SECRET, deadline=3, cache_registry="memory")._client.client.deadline == 3.0
+    assert ChatGemini(api_key=SECRET, deadline=3, cache_registry="memory").cache_manager.client.deadline == 3.0  # type: ignore[attr-defined]
+    assert Gemini(api_key=SECRET, deadline=3, cache_registry="memory").cache_manager.client.deadline == 3.0  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "soon", True])

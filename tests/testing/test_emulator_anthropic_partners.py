@@ -114,22 +114,27 @@ def test_create_agent_with_anthropic_prompt_caching_middleware(server: RunningSe
     assert counters.cache_write_tokens_by_endpoint["anthropic"] == sum(w for _, w in numbers)
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="llama-index-llms-anthropic 0.12.3 calls MessageParam(...), a Union since anthropic 2.x (locked 2.14.0): "
-    "every chat() fails with 'Cannot instantiate typing.Union' before any request is sent",
-)
-def test_llama_index_anthropic_cache_point(server: RunningServer) -> None:
+def test_llama_index_anthropic_cache_point(server: RunningServer, emu: Emulator) -> None:
+    """llama-index-llms-anthropic 0.12.3 keeps a `CachePoint` only in user / assistant blocks.
+
+    A system message is flattened to a plain `system` string, so a `CachePoint` in it is dropped (nothing is
+    written); after a user block it becomes that block's `cache_control` and a later question reads it.
+    """
     from llama_index.core.base.llms.types import CacheControl, CachePoint, ChatMessage, TextBlock
     from llama_index.llms.anthropic import Anthropic
 
     llm = Anthropic(model=MODEL, base_url=server.anthropic_base_url, api_key="sk-ant-test", max_retries=0)
-    system = ChatMessage(
-        role="system", blocks=[TextBlock(text=SYSTEM), CachePoint(cache_control=CacheControl(type="ephemeral"))]
-    )
-    first = llm.chat([system, ChatMessage(role="user", content="One?")])
-    second = llm.chat([system, ChatMessage(role="user", content="Two?")])
-    written = first.raw["usage"].cache_creation_input_tokens  # type: ignore[index]
-    assert written > 1500
-    assert second.raw["usage"].cache_read_input_tokens == written  # type: ignore[index]
+    point = CachePoint(cache_control=CacheControl(type="ephemeral"))
+    system = ChatMessage(role="system", blocks=[TextBlock(text=SYSTEM), point])
+    dropped = llm.chat([system, ChatMessage(role="user", content="One?")])
+    assert emu.requests[-1].body["system"] == SYSTEM  # a string: the CachePoint is gone
+    assert dropped.raw["usage"].cache_creation_input_tokens == 0  # type: ignore[index]
+
+    def ask(question: str) -> Any:
+        document = ChatMessage(role="user", blocks=[TextBlock(text=SYSTEM), point, TextBlock(text=question)])
+        return llm.chat([ChatMessage(role="system", content="Be brief."), document]).raw["usage"]  # type: ignore[index]
+
+    first, second = ask("One?"), ask("Two?")
+    assert emu.requests[-1].body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral", "ttl": "5m"}
+    assert first.cache_creation_input_tokens > 1500
+    assert second.cache_read_input_tokens == first.cache_creation_input_tokens
