@@ -7,20 +7,19 @@ same settings; this is where they become a client, so key checks and wiring live
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
 
 from ._secrets import check_api_key
 from .errors import ConfigurationError
-from .explicit import CacheMode, ExplicitCacheManager, registry_from_spec
-from .explicit.files import ManagedFiles
-from .gemini_chat import GeminiChat
 from .providers._body import DEFAULT_MAX_RESPONSE_BYTES
-from .providers.gemini import GeminiProvider
-from .providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
 from .providers.glm import GLMProvider
+
+if TYPE_CHECKING:  # the Gemini stack (explicit caches, registries, Files API) is imported by the Gemini clients
+    from .explicit import CacheMode, ExplicitCacheManager
+    from .gemini_chat import GeminiChat
 
 __all__ = ["gemini_chat", "gemini_client", "glm_client"]
 
@@ -79,6 +78,9 @@ def gemini_client(
     cache_registry: Any = None,
 ) -> ExplicitCacheManager:
     """A Gemini client wrapped in the explicit-cache manager (which speaks the same chat interface)."""
+    from .explicit import ExplicitCacheManager, registry_from_spec
+    from .providers.gemini import GeminiProvider
+
     provider = GeminiProvider(
         api_key=_key(api_key, owner, "GEMINI_API_KEY"),
         base_url=base_url,
@@ -93,11 +95,16 @@ def gemini_client(
     return ExplicitCacheManager(provider, registry=registry_from_spec(cache_registry), mode=cache_mode, ttl=cache_ttl)
 
 
-def gemini_chat(
-    *, owner: str, file_upload_threshold: int = DEFAULT_FILE_UPLOAD_THRESHOLD, **settings: Any
-) -> GeminiChat:
+def gemini_chat(*, owner: str, file_upload_threshold: int | None = None, **settings: Any) -> GeminiChat:
     """What `ChatGemini` and LlamaIndex `Gemini` send through: the explicit-cache manager of `gemini_client`
     (same settings), with large media uploaded once per content through the same registry (`ManagedFiles`)."""
+    from .explicit.files import ManagedFiles
+    from .gemini_chat import GeminiChat
+    from .providers.gemini import GeminiProvider
+    from .providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
+
+    if file_upload_threshold is None:
+        file_upload_threshold = DEFAULT_FILE_UPLOAD_THRESHOLD
     manager = gemini_client(owner=owner, **settings)
     provider = manager.client
     assert isinstance(provider, GeminiProvider)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .files import ManagedFiles, UploadedFile
 from .manager import (
     DISPLAY_PREFIX,
@@ -17,10 +19,12 @@ from .registry import (
     CacheRegistry,
     FileEntry,
     MemoryRegistry,
-    SQLiteRegistry,
     default_registry_path,
     registry_from_spec,
 )
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteRegistry
 
 __all__ = [
     "DISPLAY_PREFIX",
@@ -40,3 +44,12 @@ __all__ = [
     "default_registry_path",
     "registry_from_spec",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # sqlite3 (and the Redis client) are imported when such a registry is first used, not with every model.
+    if name == "SQLiteRegistry":
+        from .sqlite import SQLiteRegistry
+
+        return SQLiteRegistry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import stat
 import sys
 import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import _forksafe
 from ._base import CacheEntry, CacheRegistry, FileEntry, mask_url
-from .sqlite import SQLiteRegistry
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +236,10 @@ def _warn_once(message: str) -> None:
 
 def _default_registry() -> CacheRegistry:
     """The default SQLite file; else one under the temp dir; else a per-process registry (one warning)."""
+    import sqlite3
+
+    from .sqlite import SQLiteRegistry
+
     path, why = _default_path()
     if why is None:
         try:
@@ -273,6 +279,10 @@ def registry_from_spec(spec: CacheRegistry | str | None) -> CacheRegistry:
     if spec is None or spec == "sqlite":
         return _default_registry()
     if isinstance(spec, str) and spec.startswith("sqlite:///"):
+        import sqlite3
+
+        from .sqlite import SQLiteRegistry
+
         path = spec.removeprefix("sqlite:///")
         try:
             return SQLiteRegistry(path)
@@ -286,3 +296,12 @@ def registry_from_spec(spec: CacheRegistry | str | None) -> CacheRegistry:
         "cache_registry: expected 'memory', 'sqlite', 'sqlite:///<path>', 'redis://host:port/db' "
         f"or a CacheRegistry, got {shown}"
     )
+
+
+def __getattr__(name: str) -> Any:
+    # sqlite3 is imported when a SQLite registry is first used, not with every model.
+    if name == "SQLiteRegistry":
+        from .sqlite import SQLiteRegistry
+
+        return SQLiteRegistry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

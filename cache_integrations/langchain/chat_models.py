@@ -7,8 +7,7 @@ from typing import Any, ClassVar, Literal, Self
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
-from ..clients import glm_client
-from ..providers.glm import GLM_BASE_URL, glm_options
+from ..providers._endpoints import GLM_BASE_URL
 from ..validation import GLM_LIMITS, SamplingLimits
 from ._base import CachingChatModel
 
@@ -59,6 +58,8 @@ class ChatGLM(CachingChatModel):
 
     @model_validator(mode="after")
     def _connect(self) -> Self:
+        from ..clients import glm_client  # the HTTP stack (httpx) is imported when a model is built
+
         self._client = glm_client(
             owner="ChatGLM",
             api_key=self.api_key,
@@ -81,4 +82,6 @@ class ChatGLM(CachingChatModel):
         return {"api_key": "ZHIPUAI_API_KEY"}
 
     def _extra_body(self) -> dict[str, Any]:
+        from ..providers.glm import glm_options
+
         return glm_options(thinking=self.thinking, reasoning_effort=self.reasoning_effort)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Protocol
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..messages import ChatRequest, ChatResponse, StreamChunk
-from ._http import HTTPProvider, RetryPolicy
-from .gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
-from .gemini_files import File, GeminiFiles
-from .gemini_media import GeminiMedia
-from .glm import GLM_BASE_URL, ZAI_BASE_URL, GLMProvider
+
+if TYPE_CHECKING:
+    from ._http import HTTPProvider, RetryPolicy
+    from .gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
+    from .gemini_files import File, GeminiFiles
+    from .gemini_media import GeminiMedia
+    from .glm import GLM_BASE_URL, ZAI_BASE_URL, GLMProvider
 
 __all__ = [
     "GEMINI_BASE_URL",
@@ -44,3 +47,28 @@ class ChatProvider(Protocol):
     def stream(self, request: ChatRequest, *, layout: bool = True) -> Iterator[StreamChunk]: ...
 
     def astream(self, request: ChatRequest, *, layout: bool = True) -> AsyncIterator[StreamChunk]: ...
+
+
+# Each provider is imported on first use (PEP 562): a GLM model never loads the Gemini stack.
+_WHERE = {
+    "GEMINI_BASE_URL": "gemini",
+    "GLM_BASE_URL": "glm",
+    "ZAI_BASE_URL": "glm",
+    "CachedContent": "gemini",
+    "File": "gemini_files",
+    "GLMProvider": "glm",
+    "GeminiFiles": "gemini_files",
+    "GeminiMedia": "gemini_media",
+    "GeminiProvider": "gemini",
+    "HTTPProvider": "_http",
+    "RetryPolicy": "_http",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value
+    return value

@@ -46,6 +46,7 @@ from ..messages import (
 from ..usage import usage_from_openai
 from ..validation import GLM_LIMITS, validate_request
 from ._body import as_object, decode_event, get_list, get_object, get_str, kind_of, malformed
+from ._endpoints import GLM_BASE_URL, ZAI_BASE_URL
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 
 __all__ = [
@@ -58,8 +59,6 @@ __all__ = [
     "usage_from_openai",
 ]
 
-GLM_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
-ZAI_BASE_URL = "https://api.z.ai/api/paas/v4"
 PROVIDER = "zhipuai"
 _CHAT_PATH = "chat/completions"
 INSUFFICIENT_BALANCE = "1113"

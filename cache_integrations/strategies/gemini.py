@@ -27,18 +27,26 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from ..errors import CachedContentNotFoundError, ConfigurationError
-from ..explicit import CacheDecision, CacheRegistry, ExplicitCacheManager, _forksafe, registry_from_spec
 from ..gemini_models import explicit_caching_supported, normalize_gemini_model
 from ..layout import layout_order, tool_order
 from ..messages import ChatRequest, ForcedTool, ToolChoice, ToolDefinition, tool_choice_from_spec
-from ..providers.gemini import GeminiProvider
 from ..usage import Usage
 from .base import CachePlan, CallContext
+
+if TYPE_CHECKING:  # the explicit-cache stack is imported when a Gemini call is first planned, not with every model
+    from ..explicit import CacheDecision, CacheRegistry, ExplicitCacheManager
+
+
+def _is_decision(value: Any) -> bool:
+    from ..explicit import CacheDecision
+
+    return isinstance(value, CacheDecision)
+
 
 __all__ = [
     "GEMINI_OPTIONS",
@@ -227,6 +235,8 @@ class GeminiExplicitStrategy:
         self._registry: CacheRegistry | None = None
         self._managers: dict[str, ExplicitCacheManager] = {}
         self._lock = threading.Lock()
+        from ..explicit import _forksafe
+
         _forksafe.register(self)
 
     def _after_fork(self) -> None:
@@ -238,6 +248,9 @@ class GeminiExplicitStrategy:
         with self._lock:
             manager = self._managers.get(fingerprint)
             if manager is None:
+                from ..explicit import ExplicitCacheManager, registry_from_spec
+                from ..providers.gemini import GeminiProvider
+
                 if self._registry is None:
                     self._registry = registry_from_spec(self._registry_spec)
                 provider = GeminiProvider(
@@ -299,7 +312,7 @@ class GeminiExplicitStrategy:
         """After the client reported `plan`'s cache gone: a plan with a new cache (or inline); None when `plan`
         used no cache of ours (the error is not ours to handle)."""
         decision = plan.cache
-        if not isinstance(decision, CacheDecision) or decision.name is None:
+        if not _is_decision(decision) or decision is None or decision.name is None:
             return None
         manager = self._manager_for(request, context)
         if manager is None:
@@ -308,7 +321,7 @@ class GeminiExplicitStrategy:
 
     async def arecover(self, request: ChatRequest, context: CallContext, plan: CachePlan) -> CachePlan | None:
         decision = plan.cache
-        if not isinstance(decision, CacheDecision) or decision.name is None:
+        if not _is_decision(decision) or decision is None or decision.name is None:
             return None
         manager = self._manager_for(request, context)
         if manager is None:
@@ -316,5 +329,5 @@ class GeminiExplicitStrategy:
         return self._with(self._layout(request), await manager.arecover(decision, self._request(request)))
 
     def observe(self, request: ChatRequest, context: CallContext, plan: CachePlan, usage: Usage | None) -> None:
-        if isinstance(plan.cache, CacheDecision) and isinstance(context.endpoint, GeminiEndpoint):
+        if _is_decision(plan.cache) and isinstance(context.endpoint, GeminiEndpoint):
             self.manager(context.endpoint).settle(plan.cache, usage)
