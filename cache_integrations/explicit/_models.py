@@ -147,7 +147,8 @@ class ModelRules:
         count = getattr(self.client, "count_tokens", None)
         if plan.cached_messages and count is not None and has_media(payload.get("contents")):
             return self._remember_tokens(plan.key, int(count(self._prefix_request(request, plan), layout=False)))
-        return len(canonical_json(payload).encode()) // 4
+        # remembered: the size of an unchanged prefix is not measured again on every inline send
+        return self._remember_tokens(plan.key, len(canonical_json(payload).encode()) // 4)
 
     async def _aestimate_tokens(self, request: ChatRequest, plan: Plan) -> None:
         """Count a media prefix with the provider's async ``countTokens`` before the (sync) policy reads it."""

@@ -241,10 +241,15 @@ class ExplicitCacheManager(CacheCreation, ForeignClientAccess, ModelRules):
         has_system = len(others) < len(request.messages)
         if not (has_system or request.tools or cached):
             return None
-        payload = self.client.cache_payload(request, cached_messages=cached, layout=False)
-        digest = hashlib.sha256(canonical_json(payload, what="cache payload").encode())
-        digest.update(self.namespace.encode())
-        return Plan(digest.hexdigest(), cached, request.model, pinned)
+        key_of = getattr(self.client, "cache_key", None)
+        if callable(key_of):  # the same digest, computed once per distinct prefix (GeminiProvider)
+            key = str(key_of(request, cached_messages=cached, layout=False, salt=self.namespace))
+        else:
+            payload = self.client.cache_payload(request, cached_messages=cached, layout=False)
+            digest = hashlib.sha256(canonical_json(payload, what="cache payload").encode())
+            digest.update(self.namespace.encode())
+            key = digest.hexdigest()
+        return Plan(key, cached, request.model, pinned)
 
     def prefix_key(self, request: ChatRequest, *, layout: bool = True) -> str | None:
         """The registry key of `request`'s cacheable prefix (None when nothing in it is cacheable)."""

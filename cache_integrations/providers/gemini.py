@@ -24,7 +24,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
+from .._memo import Memo, MessageFacts, chain_of, facts_of, register
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -46,7 +47,7 @@ from ..errors import (
     UploadedFileNotFoundError,
 )
 from ..gemini_models import explicit_caching_supported, min_cache_tokens
-from ..layout import PrefixFingerprints, apply_layout, canonical_json, fingerprint_chain, stable_prefix_length
+from ..layout import PrefixFingerprints, apply_layout, canonical_json, stable_prefix_length
 from ..messages import (
     ROLES,
     ChatRequest,
@@ -74,6 +75,7 @@ __all__ = [
     "EncodedRequest",
     "GeminiProvider",
     "StreamParser",
+    "cache_key",
     "cache_payload",
     "cached_content_name",
     "encode_cache_create",
@@ -246,6 +248,8 @@ class _Content:
     first_index: int
     last_index: int
     tool_turn: bool = False
+    segment: bytes | None = None
+    """Its canonical JSON, when it is one message's content remembered in that message's facts."""
 
     @property
     def where(self) -> str:
@@ -265,6 +269,7 @@ class _Prepared:
     segments: tuple[bytes, ...]
     conversation: int
     stable: int
+    encoded_head: _Head
 
 
 def _validate(request: ChatRequest) -> None:
@@ -305,12 +310,15 @@ def _encode_tool_config(choice: Any) -> dict[str, Any]:
     return {"functionCallingConfig": {"mode": _TOOL_CHOICE_MODES[choice]}}
 
 
-def _encode_contents(messages: Sequence[Message]) -> list[_Content]:
-    """Non-system messages as Gemini contents; consecutive tool results share one user content."""
+def _encode_contents(messages: Sequence[Message], facts: Sequence[MessageFacts]) -> list[_Content]:
+    """Non-system messages as Gemini contents; consecutive tool results share one user content.
+
+    A user or assistant message is its own content: its wire form and canonical JSON are computed once
+    and kept in its facts. Tool results depend on the calls before them and on their neighbours: never kept."""
     contents: list[_Content] = []
     call_names: dict[str, str] = {}
     ordinal = -1
-    for i, message in enumerate(messages):
+    for i, (message, known) in enumerate(zip(messages, facts, strict=True)):
         if message.role == "system":
             continue
         ordinal += 1
@@ -332,49 +340,111 @@ def _encode_contents(messages: Sequence[Message]) -> list[_Content]:
             else:
                 contents.append(_Content({"role": "user", "parts": [part]}, ordinal, i, i, tool_turn=True))
             continue
-        parts = _parts(message, i)
         if message.role == "assistant":
-            # Reasoning is not replayed: Gemini keeps thoughts server-side and only wants the signatures.
             for call in message.tool_calls:
-                parts.append(_function_call(call, i))
                 call_names[call.id] = call.name
-            if not parts:
-                continue  # an empty model turn (thoughts only, or cut off) carries nothing Gemini accepts
-            contents.append(_Content({"role": "model", "parts": parts}, ordinal, i, i))
-        else:
-            if not parts:
-                raise InvalidRequestError(f"messages[{i}]: a user message needs text or media, got empty content")
-            contents.append(_Content({"role": "user", "parts": parts}, ordinal, i, i))
+        cached = known.gemini
+        if cached is None:
+            cached = known.gemini = _own_content(message, i)
+        wire, segment = cached
+        if wire is not None:
+            contents.append(_Content(wire, ordinal, i, i, segment=segment))
     return contents
+
+
+def _own_content(message: Message, i: int) -> tuple[dict[str, Any] | None, bytes | None]:
+    """A user or assistant message's content and its canonical JSON; (None, None) for an empty model turn."""
+    parts = _parts(message, i)
+    if message.role == "assistant":
+        # Reasoning is not replayed: Gemini keeps thoughts server-side and only wants the signatures.
+        parts.extend(_function_call(call, i) for call in message.tool_calls)
+        if not parts:
+            return None, None  # an empty model turn (thoughts only, or cut off) carries nothing Gemini accepts
+        wire = {"role": "model", "parts": parts}
+    else:
+        if not parts:
+            raise InvalidRequestError(f"messages[{i}]: a user message needs text or media, got empty content")
+        wire = {"role": "user", "parts": parts}
+    return wire, canonical_json(wire, what=f"messages[{i}]").encode()
+
+
+class _Head:
+    """What precedes the contents (system instruction, tools, tool config), encoded once per distinct head.
+
+    `header` (with the model) starts the fingerprint chain; `fragment` is the inline body's members. Both are
+    computed on first use, so an encoding error is raised where it always was."""
+
+    __slots__ = ("_fragment", "_header", "head", "model")
+
+    def __init__(self, model: str, head: dict[str, Any]) -> None:
+        self.model = model
+        self.head = head
+        self._header: bytes | None = None
+        self._fragment: bytes | None = None
+
+    @property
+    def header(self) -> bytes:
+        if self._header is None:
+            self._header = canonical_json({"model": _MODEL_PREFIX + self.model, **self.head}, what="tools").encode()
+        return self._header
+
+    @property
+    def fragment(self) -> bytes:
+        if self._fragment is None:
+            self._fragment = canonical_json(self.head, what="systemInstruction and tools")[1:-1].encode()
+        return self._fragment
+
+
+_HEADS: Memo[Hashable, _Head] = Memo("Gemini heads", max_entries=1024, max_weight=64 * 1024 * 1024)
+register(_HEADS)
+
+
+def _head_of(model: str, system_texts: tuple[str, ...], tools: Sequence[ToolDefinition], tool_choice: Any) -> _Head:
+    head: dict[str, Any] = {}
+    if system_texts:
+        head["systemInstruction"] = {"parts": [{"text": text} for text in system_texts]}
+    if tools:
+        head["tools"] = [{"functionDeclarations": [_encode_tool(t) for t in tools]}]
+    if tool_choice is not None:
+        head["toolConfig"] = _encode_tool_config(tool_choice)
+    try:  # the system texts are the same objects call after call (kept in their messages' facts): cheap to key
+        extra = canonical_json([head.get("tools"), head.get("toolConfig")]) if len(head) > 1 or not system_texts else ""
+    except InvalidRequestError:
+        return _Head(model, head)  # not JSON: raised where the head is encoded, as before
+    key = (model, system_texts, extra)
+    found = _HEADS.get(key)
+    if found is None:
+        found = _Head(model, head)
+        _HEADS.put(key, found, sum(len(t) for t in system_texts) * 2 + len(extra) + 256)
+    return found
 
 
 def _prepare(request: ChatRequest, layout: bool) -> _Prepared:
     _validate(request)
-    validate_request(request, GEMINI_LIMITS)
-    model = _model_id(request.model)
     messages = request.messages
+    facts = facts_of(messages)
+    validate_request(request, GEMINI_LIMITS, facts)
+    model = _model_id(request.model)
     if layout:
         # Gemini takes system messages out of the conversation anyway, so of the layout only the tool
         # order changes the wire; messages keep their original order so error indices match the input.
         request = apply_layout(request)
-    head: dict[str, Any] = {}
-    system_parts = []
-    for i, message in enumerate(messages):
+    system_texts = []
+    for i, (message, known) in enumerate(zip(messages, facts, strict=True)):
         if message.role == "system":
-            text = "".join(p["text"] for p in _parts(message, i))
+            text = known.gemini
+            if text is None:
+                text = known.gemini = "".join(p["text"] for p in _parts(message, i))
             if text:
-                system_parts.append({"text": text})
-    if system_parts:
-        head["systemInstruction"] = {"parts": system_parts}
-    if request.tools:
-        head["tools"] = [{"functionDeclarations": [_encode_tool(t) for t in request.tools]}]
-    if request.tool_choice is not None:
-        head["toolConfig"] = _encode_tool_config(request.tool_choice)
-    contents = tuple(_encode_contents(messages))
-    segments = tuple(canonical_json(c.wire, what=c.where).encode() for c in contents)
+                system_texts.append(text)
+    encoded_head = _head_of(model, tuple(system_texts), request.tools, request.tool_choice)
+    contents = tuple(_encode_contents(messages, facts))
+    segments = tuple(
+        c.segment if c.segment is not None else canonical_json(c.wire, what=c.where).encode() for c in contents
+    )
     stable = sum(1 for m in messages[: stable_prefix_length(messages)] if m.role != "system")
     conversation = sum(1 for m in messages if m.role != "system")
-    return _Prepared(request, model, head, contents, segments, conversation, stable)
+    return _Prepared(request, model, encoded_head.head, contents, segments, conversation, stable, encoded_head)
 
 
 def _cached_contents(prep: _Prepared, cached_messages: int) -> int:
@@ -398,9 +468,8 @@ def _fingerprints(prep: _Prepared) -> PrefixFingerprints:
     They do not depend on whether part of it travels in a cache, so a cached and an uncached call
     of the same conversation report the same prefix. Chain positions count wire contents.
     """
-    header = canonical_json({"model": _MODEL_PREFIX + prep.model, **prep.head}, what="tools").encode()
     stable = sum(1 for c in prep.contents if c.last < prep.stable)
-    return PrefixFingerprints(tuple(fingerprint_chain(header, prep.segments)), stable)
+    return PrefixFingerprints(tuple(chain_of(prep.encoded_head.header, prep.segments)), stable)
 
 
 def _response_format(response_format: Mapping[str, Any]) -> dict[str, Any]:
@@ -488,8 +557,11 @@ def encode_generate(
             + (" after the cached ones" if cached_content is not None else " besides the system messages")
         )
     fragments = []
-    if head:
-        fragments.append(canonical_json(head, what="systemInstruction and tools")[1:-1].encode())
+    if cached_content is None:
+        if head:
+            fragments.append(prep.encoded_head.fragment)
+    else:
+        fragments.append(canonical_json(head)[1:-1].encode())
     fragments.append(b'"contents":[' + b",".join(sent) + b"]")
     tail = canonical_json(_generation_params(prep.request), what="request parameters")
     if len(tail) > 2:
@@ -503,14 +575,40 @@ def cache_payload(request: ChatRequest, *, cached_messages: int, layout: bool = 
 
     Model, ``systemInstruction``, ``tools``, ``toolConfig`` and ``contents``: exactly what decides
     whether an existing cache can serve the request (TTL and display name do not), so a cache
-    manager fingerprints this and `encode_cache_create` sends it.
+    manager fingerprints this and `encode_cache_create` sends it. Read it, do not change it: its
+    contents are shared with later calls.
     """
     prep = _prepare(request, layout)
-    count = _cached_contents(prep, cached_messages)
+    return _payload(prep, _cached_contents(prep, cached_messages))
+
+
+def _payload(prep: _Prepared, count: int) -> dict[str, Any]:
     payload: dict[str, Any] = {"model": _MODEL_PREFIX + prep.model, **prep.head}
     if count:
         payload["contents"] = [c.wire for c in prep.contents[:count]]
     return payload
+
+
+# The SHA-256 of a cache payload's canonical JSON and a salt, by the fingerprint of the prefix it holds (the chain
+# over its head and contents covers exactly the payload) and the salt: an unchanged prefix is never encoded again.
+_PAYLOAD_KEYS: Memo[tuple[str, str], str] = Memo("Gemini cache keys", max_entries=16_384, max_weight=16_384)
+register(_PAYLOAD_KEYS)
+
+
+def cache_key(request: ChatRequest, *, cached_messages: int, layout: bool = True, salt: str = "") -> str:
+    """``sha256(canonical_json(cache_payload(request, ...)) + salt)`` as hex, computed once per distinct prefix
+    (and salt): later calls hash only the contents they add, through the request's fingerprint chain."""
+    prep = _prepare(request, layout)
+    count = _cached_contents(prep, cached_messages)
+    chain = chain_of(prep.encoded_head.header, prep.segments)
+    memo_key = (chain[count], salt)
+    found = _PAYLOAD_KEYS.get(memo_key)
+    if found is None:
+        digest = hashlib.sha256(canonical_json(_payload(prep, count), what="cache payload").encode())
+        digest.update(salt.encode())
+        found = digest.hexdigest()
+        _PAYLOAD_KEYS.put(memo_key, found)
+    return found
 
 
 def encode_cache_create(
@@ -993,6 +1091,10 @@ class GeminiProvider(HTTPProvider):
     def cache_payload(self, request: ChatRequest, *, cached_messages: int, layout: bool = True) -> dict[str, Any]:
         """The module's `cache_payload`, so a cache manager can key caches through the client it holds."""
         return cache_payload(request, cached_messages=cached_messages, layout=layout)
+
+    def cache_key(self, request: ChatRequest, *, cached_messages: int, layout: bool = True, salt: str = "") -> str:
+        """The module's `cache_key`: the digest of `cache_payload` and `salt`, computed once per distinct prefix."""
+        return cache_key(request, cached_messages=cached_messages, layout=layout, salt=salt)
 
     def create_cached_content(
         self,
