@@ -135,8 +135,11 @@ class ConversationBook:
                 label = index.get((scope, chain[k]))
                 if label is not None and (found := conversations.get(label)) is not None:
                     return found
-        # No indexed prefix: a new call continues a conversation from its latest request. Score only those
-        # of the same credential without a session id, newest first.
+        return self._by_content(units, scope, candidates)
+
+    def _by_content(self, units: tuple[Unit, ...], scope: str | None, candidates: int) -> Conversation | None:
+        """No indexed prefix: a new call continues a conversation from its latest request. Score only those
+        of the same credential without a session id, newest first."""
         recent = list(
             itertools.islice(
                 (c for c in reversed(self._conversations.values()) if c.session is None and c.scope == scope),
