@@ -129,11 +129,10 @@ def test_bools_ints_and_floats_are_different_keys() -> None:
     assert len(set(encoded)) == 5
 
 
-def test_tool_call_arguments_are_copied(monkeypatch: pytest.MonkeyPatch) -> None:
-    args = {"query": "first"}
-    call = AIMessage("", tool_calls=[{"name": "search", "args": args, "id": "c1", "type": "tool_call"}])
+def test_tool_call_arguments_are_copied() -> None:
+    call = AIMessage("", tool_calls=[{"name": "search", "args": {"query": "first"}, "id": "c1", "type": "tool_call"}])
     neutral = messages_from_langchain([HumanMessage("q"), call])
-    args["query"] = "changed by the caller afterwards"
+    call.tool_calls[0]["args"]["query"] = "changed by the caller afterwards"  # the remembered message keeps its own
     assert neutral[1].tool_calls[0].arguments == {"query": "first"}
 
 
@@ -175,6 +174,13 @@ def test_the_fingerprint_chain_hashes_only_what_is_new(monkeypatch: pytest.Monke
     edited = [*segments[:10], b"edited", *segments[11:]]  # a branch from the middle: rehashed from there only
     assert _memo.chain_of(b"header", edited) == fingerprint_chain(b"header", edited)
     assert sum(hashed) == len(b"header") + sum(len(s) + 1 for s in edited[10:])
+    hashed.clear()
+    # Another conversation under the same header came in between: the first one's prefix is still known.
+    _memo.chain_of(b"header", [b"another conversation", *segments[:3]])
+    hashed.clear()
+    resumed = [*longer, b"one more"]
+    assert _memo.chain_of(b"header", resumed) == fingerprint_chain(b"header", resumed)
+    assert sum(hashed) == len(b"header") + 1 + len(b"one more")
 
 
 def test_chains_stay_exact_for_random_histories() -> None:
@@ -249,6 +255,9 @@ def _msgs(tag: str, n: int) -> list[Message]:
 
 
 def test_units_of_a_message_are_computed_once(monkeypatch: pytest.MonkeyPatch, fresh_memos: None) -> None:
+    built: list[Message] = []
+    real_text = _units._unit_text
+    monkeypatch.setattr(_units, "_unit_text", lambda m: built.append(m) or real_text(m))
     masked: list[str] = []
     real = _units.mask
     monkeypatch.setattr(_units, "mask", lambda text: masked.append(text) or real(text))
@@ -257,7 +266,8 @@ def test_units_of_a_message_are_computed_once(monkeypatch: pytest.MonkeyPatch, f
     for i in range(5):
         history = [*history, Message("user", f"question {i}")]
         diagnostics.observe(model="glm-4.7", messages=history, usage=Usage(input_tokens=900), provider="zhipuai")
-    assert len(masked) == 30 + 5 + 1  # each message once, and the model-and-tools unit once
+    assert len(built) == 30 + 5  # each message's unit once
+    assert len(masked) == 30 + 5 + 1  # each message masked once, and the model-and-tools unit once
 
 
 # -- Gemini: the plan key of an unchanged prefix ---------------------------------------------------------------
