@@ -72,7 +72,7 @@ def common_start(a: str, b: str) -> int:
     lo, hi = 0, min(len(a), len(b))
     if a[:hi] == b[:hi]:
         return hi
-    while lo < hi:  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while lo < hi:  # the answer is in [lo, hi]: a[:lo] == b[:lo], and the texts differ before hi + 1
         mid = (lo + hi + 1) // 2
         if a[lo:mid] == b[lo:mid]:
             lo = mid
