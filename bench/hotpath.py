@@ -10,10 +10,10 @@ shared machine). Each figure is the median over several runs of the per-run medi
   Each client has a conversation of its own (same shape and size, different text), so no client profits from
   another's work; raw httpx posts the exact bytes that client sends, right before it. Overhead = client minus
   raw httpx; the slope is the overhead's growth per message from 100 to 5,000.
-* **Handler**: `ChatGLM.invoke` at 10 messages, plain, with `CacheUsageCallbackHandler` (diagnostics on) and
-  with langchain-core's `UsageMetadataCallbackHandler`; cost = median minus the plain median.
-* **Import**: a fresh interpreter per run, ``import`` timed inside it; cost over langchain-core's
-  `BaseChatModel` (which every LangChain chat model imports anyway).
+* **Handler**: `ChatGLM.invoke` at 10 messages, plain, with `CacheUsageCallbackHandler` (diagnostics on, and
+  off) and with langchain-core's `UsageMetadataCallbackHandler`; cost = median minus the plain median.
+* **Import**: a fresh interpreter per run imports langchain-core's `BaseChatModel` (which every LangChain chat
+  model imports anyway), then the chat model; its cost is the second import's time.
 * **Gemini warm path**: a document of 16 KB to 4 MB pinned in a cache (`ChatGemini.cache_context`), one new
   question per call, against langchain-google-genai's `ChatGoogleGenerativeAI(cached_content=<the same
   cache>)` on the same emulator; ratio = ours over the peer's.
@@ -231,10 +231,20 @@ class HandlerRow:
 def measure_handler(runs: int = 3, rounds: int = 400) -> list[HandlerRow]:
     with served() as url:
         llm = ChatGLM(model=GLM_MODEL, api_key=KEY, base_url=f"{url}/api/paas/v4")
-        names = ("ChatGLM.invoke", "+ CacheUsageCallbackHandler (diagnostics on)", "+ UsageMetadataCallbackHandler")
+        names = (
+            "ChatGLM.invoke",
+            "+ CacheUsageCallbackHandler (diagnostics on)",
+            "+ CacheUsageCallbackHandler (diagnostics off)",
+            "+ UsageMetadataCallbackHandler",
+        )
         per_run: list[dict[str, _Samples]] = []
         for run in range(runs):
-            handlers: list[Any] = [None, CacheUsageCallbackHandler(), UsageMetadataCallbackHandler()]
+            handlers: list[Any] = [
+                None,
+                CacheUsageCallbackHandler(),
+                CacheUsageCallbackHandler(diagnostics=False),
+                UsageMetadataCallbackHandler(),
+            ]
             histories = {name: _history(f"h{k}-{run}", 9) for k, name in enumerate(names)}
             samples = {name: _Samples() for name in names}
             for r in range(rounds + 20):
@@ -257,7 +267,7 @@ def measure_handler(runs: int = 3, rounds: int = 400) -> list[HandlerRow]:
 # -- import time ------------------------------------------------------------------------------------
 
 _IMPORTS = {
-    "langchain-core BaseChatModel": "from langchain_core.language_models import BaseChatModel",
+    "langchain-core BaseChatModel": "pass",
     "ChatGLM": "from cache_integrations.langchain import ChatGLM",
     "ChatGemini": "from cache_integrations.langchain import ChatGemini",
     "ChatOpenAI (langchain-openai)": "from langchain_openai import ChatOpenAI",
@@ -267,10 +277,12 @@ _HEAVY = ("jinja2", "sqlite3", "redis", "cache_integrations.testing", "uvicorn",
 _PROBE = """
 import sys, time
 t = time.perf_counter()
+from langchain_core.language_models import BaseChatModel
+base = time.perf_counter()
 {stmt}
-elapsed = time.perf_counter() - t
+done = time.perf_counter()
 heavy = [m for m in {heavy!r} if m in sys.modules]
-print(elapsed, ",".join(heavy))
+print(base - t, done - base, ",".join(heavy))
 """
 
 
@@ -283,7 +295,9 @@ class ImportRow:
 
 
 def measure_imports(runs: int = 9) -> list[ImportRow]:
-    times: dict[str, list[float]] = {name: [] for name in _IMPORTS}
+    """Each run a fresh interpreter imports `BaseChatModel` (timed), then the target (timed on top of it)."""
+    base: list[float] = []
+    over: dict[str, list[float]] = {name: [] for name in _IMPORTS}
     loaded: dict[str, str] = {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     for _ in range(runs):
@@ -292,13 +306,17 @@ def measure_imports(runs: int = 9) -> list[ImportRow]:
             out = subprocess.run(
                 [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
             ).stdout.split()
-            times[name].append(float(out[0]) * 1000)
-            loaded[name] = out[1] if len(out) > 1 else ""
-    base = statistics.median(times["langchain-core BaseChatModel"])
+            base.append(float(out[0]) * 1000)
+            over[name].append(float(out[1]) * 1000)
+            loaded[name] = out[2] if len(out) > 2 else ""
+    base_ms = statistics.median(base)
     rows = []
-    for name, samples in times.items():
-        med = statistics.median(samples)
-        rows.append(ImportRow(name, med, None if name.startswith("langchain-core") else med - base, loaded[name]))
+    for name, samples in over.items():
+        if name.startswith("langchain-core"):
+            rows.append(ImportRow(name, base_ms, None, loaded[name]))
+        else:
+            med = statistics.median(samples)
+            rows.append(ImportRow(name, base_ms + med, med, loaded[name]))
     return rows
 
 
