@@ -24,7 +24,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -60,11 +60,11 @@ from ..messages import (
     TextPart,
     ToolCall,
     ToolCallChunk,
-    ToolDefinition,
 )
 from ..usage import InvalidUsage, Usage, strict_count
 from ..validation import GEMINI_LIMITS, validate_request
 from ._body import as_object, decode_event, get_list, get_object, get_str, malformed
+from ._gemini_head import _MODEL_PREFIX, _TOOL_CHOICE_MODES, _Head, head_of
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 from .gemini_files import GeminiFiles
 from .gemini_media import check_media_support, media_to_wire
@@ -93,9 +93,7 @@ GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 PROVIDER = "google"
 _CACHES_PATH = "cachedContents"
 _CACHE_PREFIX = "cachedContents/"
-_MODEL_PREFIX = "models/"
 _MAX_STOP_SEQUENCES = 5
-_TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 # Body fields this module sets from the typed request (or, for a cached call, leaves out on purpose).
 _RESERVED_FIELDS = frozenset(("contents", "systemInstruction", "tools", "toolConfig", "cachedContent"))
 # Google's JSON parser also accepts the proto field names; a snake_case copy would silently collide.
@@ -300,16 +298,6 @@ def _validate(request: ChatRequest) -> None:
     check_media_support(request)
 
 
-def _encode_tool(tool: ToolDefinition) -> dict[str, Any]:
-    return {"name": tool.name, "description": tool.description, "parametersJsonSchema": tool.parameters}
-
-
-def _encode_tool_config(choice: Any) -> dict[str, Any]:
-    if isinstance(choice, ForcedTool):
-        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [choice.name]}}
-    return {"functionCallingConfig": {"mode": _TOOL_CHOICE_MODES[choice]}}
-
-
 def _encode_contents(messages: Sequence[Message], facts: Sequence[MessageFacts]) -> list[_Content]:
     """Non-system messages as Gemini contents; consecutive tool results share one user content.
 
@@ -368,57 +356,6 @@ def _own_content(message: Message, i: int) -> tuple[dict[str, Any] | None, bytes
     return wire, canonical_json(wire, what=f"messages[{i}]").encode()
 
 
-class _Head:
-    """What precedes the contents (system instruction, tools, tool config), encoded once per distinct head.
-
-    `header` (with the model) starts the fingerprint chain; `fragment` is the inline body's members. Both are
-    computed on first use, so an encoding error is raised where it always was."""
-
-    __slots__ = ("_fragment", "_header", "head", "model")
-
-    def __init__(self, model: str, head: dict[str, Any]) -> None:
-        self.model = model
-        self.head = head
-        self._header: bytes | None = None
-        self._fragment: bytes | None = None
-
-    @property
-    def header(self) -> bytes:
-        if self._header is None:
-            self._header = canonical_json({"model": _MODEL_PREFIX + self.model, **self.head}, what="tools").encode()
-        return self._header
-
-    @property
-    def fragment(self) -> bytes:
-        if self._fragment is None:
-            self._fragment = canonical_json(self.head, what="systemInstruction and tools")[1:-1].encode()
-        return self._fragment
-
-
-_HEADS: Memo[Hashable, _Head] = Memo("Gemini heads", max_entries=1024, max_weight=64 * 1024 * 1024)
-register(_HEADS)
-
-
-def _head_of(model: str, system_texts: tuple[str, ...], tools: Sequence[ToolDefinition], tool_choice: Any) -> _Head:
-    head: dict[str, Any] = {}
-    if system_texts:
-        head["systemInstruction"] = {"parts": [{"text": text} for text in system_texts]}
-    if tools:
-        head["tools"] = [{"functionDeclarations": [_encode_tool(t) for t in tools]}]
-    if tool_choice is not None:
-        head["toolConfig"] = _encode_tool_config(tool_choice)
-    try:  # the system texts are the same objects call after call (kept in their messages' facts): cheap to key
-        extra = canonical_json([head.get("tools"), head.get("toolConfig")]) if len(head) > 1 or not system_texts else ""
-    except InvalidRequestError:
-        return _Head(model, head)  # not JSON: raised where the head is encoded, as before
-    key = (model, system_texts, extra)
-    found = _HEADS.get(key)
-    if found is None:
-        found = _Head(model, head)
-        _HEADS.put(key, found, sum(len(t) for t in system_texts) * 2 + len(extra) + 256)
-    return found
-
-
 def _prepare(request: ChatRequest, layout: bool) -> _Prepared:
     _validate(request)
     messages = request.messages
@@ -437,7 +374,7 @@ def _prepare(request: ChatRequest, layout: bool) -> _Prepared:
                 text = known.gemini = "".join(p["text"] for p in _parts(message, i))
             if text:
                 system_texts.append(text)
-    encoded_head = _head_of(model, tuple(system_texts), request.tools, request.tool_choice)
+    encoded_head = head_of(model, tuple(system_texts), request.tools, request.tool_choice)
     contents = tuple(_encode_contents(messages, facts))
     segments = tuple(
         c.segment if c.segment is not None else canonical_json(c.wire, what=c.where).encode() for c in contents

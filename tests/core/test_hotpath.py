@@ -23,7 +23,7 @@ from cache_integrations.langchain import _convert
 from cache_integrations.langchain._convert import messages_from_langchain
 from cache_integrations.layout import canonical_json, fingerprint_chain
 from cache_integrations.messages import ChatRequest, Message
-from cache_integrations.providers import gemini
+from cache_integrations.providers import _gemini_head, gemini
 from cache_integrations.providers.glm import encode_request
 from cache_integrations.testing import FakeClock
 from cache_integrations.usage import Usage
@@ -300,6 +300,7 @@ def test_a_large_system_instruction_is_encoded_once(monkeypatch: pytest.MonkeyPa
         return out
 
     monkeypatch.setattr(gemini, "canonical_json", counting)
+    monkeypatch.setattr(_gemini_head, "canonical_json", counting)
     bodies = [
         gemini.encode_generate(ChatRequest("gemini-2.5-flash", (system, Message("user", f"q{i}"))), stream=False)
         for i in range(4)
