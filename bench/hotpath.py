@@ -299,7 +299,7 @@ def measure_imports(runs: int = 9) -> list[ImportRow]:
     base: list[float] = []
     over: dict[str, list[float]] = {name: [] for name in _IMPORTS}
     loaded: dict[str, str] = {}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env = {k: v for k, v in os.environ.items() if k == "PYTHONPATH" or not k.startswith("PYTHON")}
     for _ in range(runs):
         for name, stmt in _IMPORTS.items():
             probe = _PROBE.format(stmt=stmt, heavy=_HEAVY)
