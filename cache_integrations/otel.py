@@ -383,6 +383,8 @@ def _fact_attributes(facts: CallFacts, capture_content: bool) -> dict[str, Any]:
             out["cache_integrations.miss.lost.usd"] = float(d.lost_usd)
         if capture_content:  # the detail may quote the prompt (the timestamp that broke it)
             out["cache_integrations.miss.detail"] = d.detail
+    if d is not None and d.provider_reason:
+        out["cache_integrations.miss.provider_reason"] = d.provider_reason
     return out
 
 

@@ -30,6 +30,7 @@ from ..layout import apply_layout
 from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
 from ..reports import CallReports
+from ..server_diagnostics import provider_miss_reason
 from ..strategies import session_from_metadata
 from ._convert import USAGE_UNKNOWN_KEY, messages_from_langchain, tool_from_langchain, usage_from_langchain
 
@@ -149,6 +150,7 @@ class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
                 provider=meta.get("model_provider"),
                 session=request.session,
                 scope=request.scope,
+                provider_reason=provider_miss_reason(meta),
             )
         self.ledger.record(usage, model=model, provider=meta.get("model_provider"), diagnosis=diagnosis, run_id=run_id)
 

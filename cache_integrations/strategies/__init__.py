@@ -96,7 +96,8 @@ __all__ = [
 
 _IMPLICIT_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options")
 _ANTHROPIC_OPTIONS = ("ttl", "min_tokens", "clock")
-STRATEGY_OPTIONS: tuple[str, ...] = (*_IMPLICIT_OPTIONS, *_ANTHROPIC_OPTIONS, *GEMINI_OPTIONS)
+_ADAPTER_OPTIONS = ("server_diagnostics",)  # read by the adapters, not by a strategy
+STRATEGY_OPTIONS: tuple[str, ...] = (*_IMPLICIT_OPTIONS, *_ANTHROPIC_OPTIONS, *GEMINI_OPTIONS, *_ADAPTER_OPTIONS)
 """The strategy options `StrategyBook` (and so every adapter) accepts; a strategy that takes a new option
 adds its name here, and anything else is rejected before a call is made (a typo never goes unnoticed)."""
 
@@ -137,6 +138,11 @@ class StrategyBook:
                 f"{unknown[0]}: not a prompt-caching option; allowed: provider, layout, {', '.join(STRATEGY_OPTIONS)}"
             )
         self.provider: Provider | None = provider  # type: ignore[assignment]
+        server_diagnostics = options.get("server_diagnostics", False)
+        if not isinstance(server_diagnostics, bool):
+            raise ConfigurationError(f"server_diagnostics: expected True or False, got {server_diagnostics!r}")
+        self.server_diagnostics = server_diagnostics
+        """Ask the provider's own cache diagnostics on every call where it offers them (Anthropic)."""
         for known in ("openai", "anthropic"):  # option values are checked now, not at the first call
             strategy_for(known, **options)
         gemini_options(options)  # bad values are reported now, not at the first Gemini call

@@ -18,6 +18,7 @@ from ._anthropic import handle_count_tokens as handle_anthropic_count_tokens
 from ._anthropic import handle_messages as handle_anthropic_messages
 from ._anthropic import handle_not_found as anthropic_not_found
 from ._anthropic_cache import BreakpointCache, min_cacheable_tokens
+from ._anthropic_diagnostics import DiagnosticsBook
 from ._breakpoints import BreakpointStore
 from ._chat import glm_error, handle_chat
 from ._context import RequestContext
@@ -122,7 +123,10 @@ class Emulator(Interventions):
     the fallback); explicit caches live ``gemini_default_cache_ttl`` seconds unless told otherwise.
     Anthropic ``cache_control`` breakpoints follow Anthropic's rules (see ``_anthropic_cache``);
     ``anthropic_cache_min_tokens`` overrides the documented per-model minimum cacheable length (an int,
-    or model -> int with ``"*"`` as the fallback; ``None``: the documented table).
+    or model -> int with ``"*"`` as the fallback; ``None``: the documented table). Anthropic's cache
+    diagnostics (a request's ``diagnostics.previous_message_id`` with the ``cache-diagnosis-2026-04-07`` beta)
+    are answered from hash-only fingerprints per response id (``_anthropic_diagnostics``);
+    ``anthropic_diagnostics_pending = True`` answers ``{"cache_miss_reason": null}`` (comparison still running).
     ``gemini_max_request_bytes`` is the largest Gemini JSON request (100 MB, the inline limit since
     January 2026). Media in Gemini requests counts by Google's published rules (see ``_media``).
     All expiry reads ``clock`` (pass a ``FakeClock`` to jump past TTLs).
@@ -191,6 +195,8 @@ class Emulator(Interventions):
         self.tokenizer = Tokenizer()
         self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
         self._anthropic_cache = BreakpointCache(max_entries=4 * max_implicit_entries)  # up to 4 per request
+        self._anthropic_diagnostics = DiagnosticsBook()  # Anthropic's cache-diagnostics fingerprints
+        self.anthropic_diagnostics_pending = False
         self._breakpoints = BreakpointStore(max_entries=4 * max_implicit_entries)  # OpenAI / DashScope explicit
         self._gates: list[AnswerGate] = []
         self._lock = threading.RLock()
