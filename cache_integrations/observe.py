@@ -98,14 +98,15 @@ class CallFacts:
     def as_metadata(self) -> dict[str, Any]:
         """The documented ``response_metadata["cache_integrations"]`` dict (JSON-safe; money in USD floats).
 
-        Keys: ``input_tokens`` (cached tokens included), ``cached_tokens``, ``cache_creation_tokens``,
-        ``hit_rate``, ``cost_usd``, ``cost_without_caching_usd``, ``saved_usd`` (net of cache writes and
-        storage), ``storage_usd``, ``storage_token_hours``; with an explicit cache ``cache_name`` and
+        Keys: ``provider`` (the price provider), ``input_tokens`` (cached tokens included), ``cached_tokens``,
+        ``cache_creation_tokens``, ``hit_rate``, ``cost_usd``, ``cost_without_caching_usd``, ``saved_usd`` (net of
+        cache writes and storage), ``storage_usd``, ``storage_token_hours``; with an explicit cache ``cache_name`` and
         ``cache_created``; with a diagnosed miss ``miss_cause``, ``miss_message_index``, ``miss_lost_tokens``,
         ``miss_lost_usd``; with the provider's own diagnosis ``miss_provider_reason``.
         """
         u, cost = self.usage, self.cost
         out: dict[str, Any] = {
+            "provider": self.provider,
             "input_tokens": u.input_tokens,
             "cached_tokens": u.cache_read_tokens,
             "cache_creation_tokens": u.cache_write_tokens,

@@ -210,6 +210,11 @@ class CachingCoordinator:
     def estimator(self) -> TokenEstimator:
         return self.book.estimator
 
+    def price_label(self, context: CallContext) -> str:
+        """The provider a call is priced under: the label the caller named (``vllm``, ``deepseek``), else the
+        detected provider."""
+        return self.book.label or context.provider
+
     def _announce(self, provider: str, model: BaseChatModel) -> None:
         with self._lock:
             if provider in self._announced:

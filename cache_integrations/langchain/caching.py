@@ -191,7 +191,7 @@ class PromptCachingChatModel(BaseChatModel):
         return observe_foreign_call(
             self.instrument,
             self.bound,
-            provider=prepared.context.provider,
+            provider=self._coordinator.price_label(prepared.context),
             messages=(*call.system, *call.messages),
             tools=call.tools,
             session=call.session,

@@ -111,7 +111,8 @@ class PromptCachingMiddleware(AgentMiddleware):
     def _observe(self, request: ModelRequest, prepared: PreparedCall | None) -> CallObservation:
         system = (request.system_message,) if request.system_message is not None else ()
         if prepared is not None:
-            provider, name, session = prepared.context.provider, prepared.context.model, prepared.call.session
+            provider = self._coordinator.price_label(prepared.context)
+            name, session = prepared.context.model, prepared.call.session
         else:
             provider, name, session = detect_provider(request.model), _model_name(request.model), _thread_session()
         return observe_foreign_call(

@@ -130,8 +130,23 @@ class StrategyBook:
     def __init__(self, *, provider: str | None = None, layout: bool = True, **options: Any) -> None:
         from ..errors import ConfigurationError
 
+        self.label: str | None = None
+        """The price label the caller named (``vllm``, ``deepseek`` ...), calls are priced under; None: detected."""
         if provider is not None and provider not in PROVIDERS:
-            raise ConfigurationError(f"provider: {provider!r} is not one of {list(PROVIDERS)}")
+            # A server label (vllm, sglang, llamacpp) or another host's genai-prices id: an OpenAI-compatible
+            # server, cached implicitly with the layout, priced under its label.
+            from ..providers.openai_compatible import check_label
+
+            try:
+                self.label = check_label(provider)
+            except ConfigurationError:
+                raise ConfigurationError(
+                    f"provider: {provider!r} is not one of {list(PROVIDERS)}, a server label (vllm, sglang, "
+                    "llamacpp) nor a genai-prices provider id"
+                ) from None
+            provider = "openai_compatible"
+        elif provider is not None:
+            self.label = provider
         unknown = sorted(set(options) - set(STRATEGY_OPTIONS))
         if unknown:
             raise ConfigurationError(
