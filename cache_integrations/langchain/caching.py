@@ -32,7 +32,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from ..errors import ConfigurationError
 from ..messages import ChatRequest
 from ..observe import CallObservation, aiterate_active, check_instrument, iterate_active
-from ..strategies import MIN_CACHEABLE_TOKENS, CallContext, WarmupPlan, plan_warmup
+from ..strategies import MIN_CACHEABLE_TOKENS, CallContext, StrategyBook, WarmupPlan, plan_warmup
 from . import _anthropic  # noqa: F401  (registers PROVIDER_APPLIERS["anthropic"])
 from ._foreign import (
     CachingCoordinator,
@@ -511,4 +511,5 @@ def with_prompt_caching(
         raise ConfigurationError(f"with_prompt_caching: expected a LangChain BaseChatModel, got {type(model).__name__}")
     if isinstance(model, PromptCachingChatModel):
         return model
+    StrategyBook(**options)  # a bad option raises ConfigurationError here, not inside pydantic's ValidationError
     return PromptCachingChatModel(bound=model, options=options, warmup=warmup, instrument=instrument)

@@ -42,7 +42,7 @@ class ChatOpenAICompatible(CachingChatModel):
     """
 
     model: str = Field(validation_alias=AliasChoices("model", "model_name"))
-    base_url: str = Field(validation_alias=AliasChoices("base_url", "api_base", "openai_api_base"))
+    base_url: str | None = Field(default=None, validation_alias=AliasChoices("base_url", "api_base", "openai_api_base"))
     """The server's OpenAI-compatible root, the URL ``/chat/completions`` is appended to (required)."""
     provider: str | None = None
     """The price label: ``deepseek``, ``dashscope``, ``vllm``, ``sglang``, ``llamacpp``, ``openai``,

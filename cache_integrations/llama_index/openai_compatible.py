@@ -37,7 +37,9 @@ class OpenAICompatible(CachingLLM):
     """
 
     model: str = Field(description="Model name the server serves.")
-    base_url: str = Field(description="The server's OpenAI-compatible root, e.g. http://localhost:8000/v1 (required).")
+    base_url: str | None = Field(
+        default=None, description="The server's OpenAI-compatible root, e.g. http://localhost:8000/v1 (required)."
+    )
     provider: str | None = Field(
         default=None,
         description="Price label: deepseek, dashscope, vllm, sglang, llamacpp, openai, openai_compatible or a "
