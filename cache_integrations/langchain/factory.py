@@ -28,7 +28,16 @@ _OWN = {"zhipuai": "glm", "zai": "glm", "glm": "glm", "google_genai": "gemini", 
 _COMPATIBLE = ("vllm", "sglang", "llamacpp", "dashscope", "openai_compatible")
 _CACHE_MODES = ("auto", "always", "off")
 # Options `with_prompt_caching` takes, taken out of the keyword arguments before they reach the model.
-_CACHING_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options", "ttl", "min_tokens", "layout", "warmup")
+_CACHING_OPTIONS = (
+    "prompt_cache_key",
+    "retention",
+    "prompt_cache_options",
+    "ttl",
+    "min_tokens",
+    "layout",
+    "warmup",
+    "server_diagnostics",
+)
 
 
 def _split(model: str | None, model_provider: str | None) -> tuple[str | None, str | None]:
@@ -60,7 +69,7 @@ def init_chat_model(
         from .chat_models import ChatGLM
 
         return ChatGLM(model=name, **kwargs) if name else ChatGLM(**kwargs)
-    label = (provider or "").lower().replace("-", "_").replace(".", "")
+    label = (provider or "").lower().replace("-", "_").replace(".", "").replace("llama_cpp", "llamacpp")
     if label in _COMPATIBLE:
         from .openai_compatible import ChatOpenAICompatible
 

@@ -108,7 +108,10 @@ def test_tools_round_trip(emu: Emulator, server: RunningServer) -> None:
     history: list[Any] = _chat("Where is order 42?")
     call = llm.invoke(history)
     assert isinstance(call, AIMessage) and call.tool_calls and call.tool_calls[0]["name"] == "lookup_order"
-    history += [call, ToolMessage(lookup_order.invoke(call.tool_calls[0]["args"]), tool_call_id=call.tool_calls[0]["id"])]
+    history += [
+        call,
+        ToolMessage(lookup_order.invoke(call.tool_calls[0]["args"]), tool_call_id=call.tool_calls[0]["id"]),
+    ]
     answer = llm.invoke(history)
     assert "shipped" in str(answer.content)
     body = _sent(emu, "openai")[1].body
@@ -190,7 +193,8 @@ def test_the_label_is_inferred_from_the_host(base_url: str, label: str) -> None:
 
 
 def test_init_chat_model_routes_servers_without_a_langchain_class(server: RunningServer) -> None:
-    for spec, label in (("vllm:Qwen/Qwen3-8B", "vllm"), ("llamacpp:gpt-oss:20b", "llamacpp"), ("sglang:m", "sglang")):
+    specs = (("vllm:Qwen/Qwen3-8B", "vllm"), ("llamacpp:gpt-oss:20b", "llamacpp"), ("llama.cpp:m", "llamacpp"))
+    for spec, label in (*specs, ("llama-cpp:m", "llamacpp"), ("sglang:m", "sglang")):
         llm = init_chat_model(spec, base_url=server.openai_base_url, api_key="k")
         assert isinstance(llm, ChatOpenAICompatible) and llm.label == label
     assert init_chat_model("llamacpp:gpt-oss:20b", base_url=server.openai_base_url).model == "gpt-oss:20b"
@@ -216,3 +220,17 @@ def test_a_wrapped_chatopenai_is_priced_under_its_label(server: RunningServer) -
     assert plain.provider == "openai" and plain.cost is not None
     with pytest.raises(ConfigurationError, match="provider: 'vlm'"):
         with_prompt_caching(local, provider="vlm")
+
+
+def test_the_middleware_prices_a_relabelled_chatopenai_under_its_label(emu: Emulator, server: RunningServer) -> None:
+    from langchain.agents import create_agent
+
+    from cache_integrations.langchain import PromptCachingMiddleware
+
+    model = ChatOpenAI(model="deepseek-chat", api_key="k", base_url=server.deepseek_base_url, max_retries=0)
+    agent = create_agent(model, [lookup_order], middleware=[PromptCachingMiddleware(provider="deepseek")])
+    with get_cache_usage_callback() as usage:
+        agent.invoke({"messages": [SystemMessage(LONG_SYSTEM_PROMPT), HumanMessage("Where is order 42?")]})
+    assert len(usage.calls) == 2 and all(c.provider == "deepseek" and c.cost is not None for c in usage.calls)
+    assert usage.total.cache_read_tokens == emu.counters.cached_tokens_by_endpoint["deepseek"] > 1000
+    assert all("prompt_cache_key" not in r.body for r in _sent(emu, "deepseek"))

@@ -136,7 +136,9 @@ def test_the_middleware_chains_each_thread_on_its_own(emu: Emulator, server: Run
     answers = []
     with get_cache_usage_callback() as usage:
         for thread in ("t-1", "t-2"):
-            state = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]}, {"configurable": {"thread_id": thread}})
+            state = agent.invoke(
+                {"messages": [HumanMessage("Weather in Oslo?")]}, {"configurable": {"thread_id": thread}}
+            )
             answers += [m.response_metadata["id"] for m in state["messages"] if m.type == "ai"]
     requests = sent(emu)
     assert len(requests) == 4 and len(answers) == 4  # a tool call and the answer, per thread

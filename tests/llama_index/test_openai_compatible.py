@@ -100,3 +100,10 @@ def test_configuration_errors(server: RunningServer, monkeypatch: Any) -> None:
         OpenAICompatible(model="m", base_url=server.openai_base_url, provider="vlm")
     with pytest.raises(ConfigurationError, match="did you mean 'base_url'"):
         OpenAICompatible(model="m", base_ur=server.openai_base_url)
+
+
+def test_server_diagnostics_is_refused_in_llamaindex(server: RunningServer) -> None:
+    from cache_integrations.llama_index import with_prompt_caching
+
+    with pytest.raises(ConfigurationError, match="server_diagnostics: asked through LangChain"):
+        with_prompt_caching(_llm(server), server_diagnostics=True)
