@@ -234,3 +234,48 @@ def test_the_middleware_prices_a_relabelled_chatopenai_under_its_label(emu: Emul
     assert len(usage.calls) == 2 and all(c.provider == "deepseek" and c.cost is not None for c in usage.calls)
     assert usage.total.cache_read_tokens == emu.counters.cached_tokens_by_endpoint["deepseek"] > 1000
     assert all("prompt_cache_key" not in r.body for r in _sent(emu, "deepseek"))
+
+
+@pytest.mark.parametrize("dialect", ["vllm", "llamacpp"])
+def test_local_servers_usage_over_http(dialect: str) -> None:
+    """vLLM's usage without details on a miss, llama.cpp's timings.cache_n: read on invoke and on the stream."""
+    from cache_integrations.testing import LLAMACPP_RULES, VLLM_RULES
+
+    emu = Emulator(clock=FakeClock(), openai_rules=VLLM_RULES if dialect == "vllm" else LLAMACPP_RULES)
+    emu.openai_dialect = dialect  # type: ignore[assignment]
+    with emu.serve() as local:
+        llm = ChatOpenAICompatible(model="m", base_url=local.openai_base_url, provider=dialect, api_key="k")
+        with get_cache_usage_callback() as usage:
+            cold = llm.invoke(_chat("q1"))
+            warm = llm.invoke(_chat("q2"))
+            streamed = [c for c in llm.stream(_chat("q3")) if c.usage_metadata]
+    first, second, third = (r.usage for r in emu.requests)
+    assert first is not None and second is not None and third is not None
+    if dialect == "vllm":
+        assert first["prompt_tokens_details"] is None and second["prompt_tokens_details"]["cached_tokens"] > 1000
+    else:
+        assert set(second) == {"completion_tokens", "prompt_tokens", "total_tokens"}  # the cache only in timings
+        assert emu.requests[2].body["stream_options"] == {"include_usage": True}
+    assert cold.usage_metadata is not None and warm.usage_metadata is not None and streamed[0].usage_metadata
+    reads = [m["input_token_details"].get("cache_read", 0) for m in (cold.usage_metadata, warm.usage_metadata)]
+    reads.append(streamed[0].usage_metadata["input_token_details"].get("cache_read", 0))
+    assert reads[0] == 0 and reads[1] > 1000 and reads[2] > 1000
+    assert [c.usage.cache_read_tokens for c in usage.calls if c.usage] == reads
+    assert sum(reads) == emu.counters.cached_tokens_by_endpoint["openai"] == usage.total.cache_read_tokens
+    assert all(c.provider == dialect and c.cost is None for c in usage.calls)
+
+
+def test_chatopenai_drops_llamacpp_timings_so_the_wrapper_reads_no_cache() -> None:
+    """Why our own class exists for llama.cpp: ChatOpenAI keeps usage only, where llama.cpp reports no cache."""
+    from cache_integrations.testing import LLAMACPP_RULES
+
+    emu = Emulator(clock=FakeClock(), openai_rules=LLAMACPP_RULES)
+    emu.openai_dialect = "llamacpp"
+    with emu.serve() as local:
+        model = ChatOpenAI(model="m", api_key="k", base_url=local.openai_base_url, max_retries=0)
+        llm = with_prompt_caching(model, provider="llamacpp")
+        with get_cache_usage_callback() as usage:
+            llm.invoke(_chat("q1"))
+            llm.invoke(_chat("q2"))
+    assert emu.counters.cached_tokens_by_endpoint["openai"] > 1000
+    assert usage.total.cache_read_tokens == 0
