@@ -10,6 +10,7 @@ from .chat_models import ChatGLM
 from .factory import init_chat_model
 from .gemini import ChatGemini, PinnedContext
 from .lint import lint_prompt
+from .openai_compatible import ChatOpenAICompatible
 
 if TYPE_CHECKING:
     from .middleware import PromptCachingMiddleware
@@ -18,6 +19,7 @@ __all__ = [
     "CacheUsageCallbackHandler",
     "ChatGLM",
     "ChatGemini",
+    "ChatOpenAICompatible",
     "PinnedContext",
     "PromptCachingChatModel",
     "PromptCachingMiddleware",
