@@ -395,7 +395,8 @@ def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, instrument:
         # request the class builds): the Gemini mixin does the whole job, with the Gemini options.
         from ._gemini_foreign import with_gemini_caching
 
-        return with_gemini_caching(llm, **{k: v for k, v in options.items() if k in (*GEMINI_OPTIONS, "layout")})
+        gemini = {k: v for k, v in options.items() if k in (*GEMINI_OPTIONS, "layout")}
+        return with_gemini_caching(llm, instrument=instrument, **gemini)
     return _wrap(llm, state)
 
 
