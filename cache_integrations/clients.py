@@ -6,6 +6,7 @@ same settings; this is where they become a client, so key checks and wiring live
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,13 @@ from ._secrets import check_api_key
 from .errors import ConfigurationError
 from .providers._body import DEFAULT_MAX_RESPONSE_BYTES
 from .providers.glm import GLMProvider
+from .providers.openai_compatible import LOCAL_LABELS, OpenAICompatibleProvider, api_key_env, label_for
 
 if TYPE_CHECKING:  # the Gemini stack (explicit caches, registries, Files API) is imported by the Gemini clients
     from .explicit import CacheMode, ExplicitCacheManager
     from .gemini_chat import GeminiChat
 
-__all__ = ["gemini_chat", "gemini_client", "glm_client"]
+__all__ = ["gemini_chat", "gemini_client", "glm_client", "openai_compatible_client"]
 
 
 def _key(api_key: SecretStr | None, owner: str, env: str) -> SecretStr:
@@ -50,6 +52,48 @@ def glm_client(
     whole call across retries and the stream; `max_response_bytes` caps a decoded body or event."""
     return GLMProvider(
         api_key=_key(api_key, owner, "ZHIPUAI_API_KEY"),
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=max_retries,
+        http_client=http_client,
+        async_http_client=async_http_client,
+        default_headers=default_headers,
+        deadline=deadline,
+        max_response_bytes=max_response_bytes,
+    )
+
+
+def openai_compatible_client(
+    *,
+    owner: str,
+    provider: str | None,
+    api_key: SecretStr | None,
+    base_url: str | None,
+    timeout: float | None = None,
+    max_retries: int = 2,
+    http_client: httpx.Client | None = None,
+    async_http_client: httpx.AsyncClient | None = None,
+    default_headers: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> OpenAICompatibleProvider:
+    """A client for any OpenAI-compatible server. `provider` is the price label (None: from the host); the key
+    is `api_key`, else the label's environment variable (``DEEPSEEK_API_KEY``, ``DASHSCOPE_API_KEY``,
+    ``OPENAI_API_KEY``, else ``OPENAI_COMPATIBLE_API_KEY``); local servers (vllm, sglang, llamacpp,
+    openai_compatible) may go without one, and then no Authorization header is sent."""
+    if not base_url:
+        raise ConfigurationError(
+            f"{owner} base_url: required, the server's OpenAI-compatible root (e.g. http://localhost:8000/v1)"
+        )
+    label = label_for(base_url, provider)
+    env = api_key_env(label)
+    if api_key is None or not api_key.get_secret_value().strip():
+        found = os.environ.get(env, "").strip()
+        api_key = SecretStr(found) if found else None
+    key = None if api_key is None and label in LOCAL_LABELS else _key(api_key, owner, env)
+    return OpenAICompatibleProvider(
+        label=label,
+        api_key=key,
         base_url=base_url,
         timeout=timeout,
         max_retries=max_retries,

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._conversations import ConversationBook, Observed, Unit, credential_scope
 from ._conversations import common_start as _common_start
@@ -39,6 +39,9 @@ from .messages import Message, ToolDefinition
 from .pricing import PriceBook, default_price_book
 from .usage import Usage
 from .validation import check_seconds
+
+if TYPE_CHECKING:
+    from .server_diagnostics import ProviderMissReason
 
 __all__ = [
     "CAUSES",
@@ -189,6 +192,11 @@ class Diagnosis:
     lost_tokens: int
     lost_usd: Decimal | None
     prefix_fingerprint: str
+    provider_reason: str | None = None
+    """The provider's own word on the miss, when it was asked (Anthropic's ``cache_miss_reason.type``, OpenAI's
+    ``prompt_cache_diagnostics`` reason; see `cache_integrations.server_diagnostics`)."""
+    provider_missed_tokens: int | None = None
+    """The provider's estimate of the tokens the break kept from being read, when it gave one."""
 
     @property
     def efficiency(self) -> float | None:
@@ -294,12 +302,14 @@ class CacheDiagnostics:
         provider: str | None = None,
         session: str | None = None,
         scope: str | None = None,
+        provider_reason: ProviderMissReason | None = None,
     ) -> Diagnosis:
         """Diagnose one finished call (its request as sent, and the usage the provider reported).
 
         `session` is the caller's conversation id (``session_id`` / ``thread_id`` in run metadata);
         `scope` identifies the credential and endpoint (see `credential_scope`). Calls with different
-        scopes or different sessions are never treated as one conversation.
+        scopes or different sessions are never treated as one conversation. `provider_reason` is what the
+        provider's own cache diagnostics said (`server_diagnostics.provider_miss_reason`), added to the diagnosis.
         """
         units = units_of(model, messages, tools)
         call = _Call(model, provider, units, tuple(t.name for t in tools), usage or Usage(), self.clock())
@@ -315,6 +325,10 @@ class CacheDiagnostics:
                 conversation = book.start(scope, session, observed)
             index = conversation.calls
             diagnosis = self._diagnose(call, parent, conversation.label, index)
+            if provider_reason is not None:
+                from .server_diagnostics import merge_provider_reason
+
+                diagnosis = merge_provider_reason(diagnosis, provider_reason, lambda n: self._money(n, model, provider))
             book.record(conversation, observed, cap=self.max_conversations)
             self.diagnoses.append(diagnosis)
             del self.diagnoses[: -10 * self.keep_requests]

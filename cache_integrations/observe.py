@@ -38,6 +38,7 @@ from .usage import Usage, as_mapping, with_cache_booking
 if TYPE_CHECKING:
     from .otel import Instrumentation, ModelCall
     from .providers import ChatProvider
+    from .server_diagnostics import ProviderMissReason
 
 __all__ = [
     "METADATA_KEY",
@@ -97,14 +98,15 @@ class CallFacts:
     def as_metadata(self) -> dict[str, Any]:
         """The documented ``response_metadata["cache_integrations"]`` dict (JSON-safe; money in USD floats).
 
-        Keys: ``input_tokens`` (cached tokens included), ``cached_tokens``, ``cache_creation_tokens``,
-        ``hit_rate``, ``cost_usd``, ``cost_without_caching_usd``, ``saved_usd`` (net of cache writes and
-        storage), ``storage_usd``, ``storage_token_hours``; with an explicit cache ``cache_name`` and
+        Keys: ``provider`` (the price provider), ``input_tokens`` (cached tokens included), ``cached_tokens``,
+        ``cache_creation_tokens``, ``hit_rate``, ``cost_usd``, ``cost_without_caching_usd``, ``saved_usd`` (net of
+        cache writes and storage), ``storage_usd``, ``storage_token_hours``; with an explicit cache ``cache_name`` and
         ``cache_created``; with a diagnosed miss ``miss_cause``, ``miss_message_index``, ``miss_lost_tokens``,
-        ``miss_lost_usd``.
+        ``miss_lost_usd``; with the provider's own diagnosis ``miss_provider_reason``.
         """
         u, cost = self.usage, self.cost
         out: dict[str, Any] = {
+            "provider": self.provider,
             "input_tokens": u.input_tokens,
             "cached_tokens": u.cache_read_tokens,
             "cache_creation_tokens": u.cache_write_tokens,
@@ -124,6 +126,8 @@ class CallFacts:
             out["miss_message_index"] = d.message_index
             out["miss_lost_tokens"] = d.lost_tokens
             out["miss_lost_usd"] = _usd(d.lost_usd)
+        if d is not None and d.provider_reason:
+            out["miss_provider_reason"] = d.provider_reason
         return out
 
     def run_metadata(self) -> dict[str, Any]:
@@ -270,10 +274,12 @@ class CallObservation:
         finish_reasons: Sequence[str] = (),
         response_id: str | None = None,
         output: Message | Callable[[], Message] | None = None,
+        provider_reason: ProviderMissReason | None = None,
     ) -> CallFacts | None:
         """End the call (once): its facts (None when it reported no usage); the span ends here.
 
-        `output` (the answer, for ``capture_content``) may be a callable: it is only called when needed."""
+        `output` (the answer, for ``capture_content``) may be a callable: it is only called when needed.
+        `provider_reason` is the provider's own miss diagnosis (`server_diagnostics`), added to the call's."""
         if self._finished:
             return None
         self._finished = True
@@ -302,6 +308,7 @@ class CallObservation:
                     usage=facts.usage,
                     provider=self.provider,
                     session=self._session,
+                    provider_reason=provider_reason,
                 )
                 facts = CallFacts(facts.model, facts.provider, facts.usage, facts.cost, facts.cache, diagnosis)
             if inst.capture_content and output is not None:

@@ -17,7 +17,8 @@ an ERROR status. This package's own attributes: `cache_integrations.cost.usd`,
 `cache_integrations.cost_without_caching.usd`, `cache_integrations.saved.usd`, `cache_integrations.storage.usd`,
 `cache_integrations.storage.token_hours`, `cache_integrations.cache.name`, `cache_integrations.cache.created`,
 and for a diagnosed miss `cache_integrations.miss.cause`, `.miss.message_index`, `.miss.char_offset`,
-`.miss.lost_tokens`, `.miss.lost.usd`, `.miss.fix`. No prompt or answer text unless ``capture_content=True``
+`.miss.lost_tokens`, `.miss.lost.usd`, `.miss.fix`, and `.miss.provider_reason` when the provider's own cache
+diagnostics answered (`cache_integrations.server_diagnostics`). No prompt or answer text unless ``capture_content=True``
 (or ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``): then `gen_ai.input.messages`,
 `gen_ai.output.messages` and the miss's detail.
 
@@ -383,6 +384,8 @@ def _fact_attributes(facts: CallFacts, capture_content: bool) -> dict[str, Any]:
             out["cache_integrations.miss.lost.usd"] = float(d.lost_usd)
         if capture_content:  # the detail may quote the prompt (the timestamp that broke it)
             out["cache_integrations.miss.detail"] = d.detail
+    if d is not None and d.provider_reason:
+        out["cache_integrations.miss.provider_reason"] = d.provider_reason
     return out
 
 

@@ -79,6 +79,7 @@ def test_readme_block_runs_against_the_emulator(
         "OPENAI_BASE_URL": emulator_server.openai_base_url,
         "OPENAI_API_BASE": emulator_server.openai_base_url,  # what llama-index-llms-openai reads
         "ANTHROPIC_API_KEY": "readme-key",
+        "OPENAI_COMPATIBLE_API_KEY": "readme-key",  # the emulator's OpenAI route wants a key; a local vLLM need not
         "ANTHROPIC_BASE_URL": emulator_server.anthropic_base_url,
     }.items():
         monkeypatch.setenv(name, value)

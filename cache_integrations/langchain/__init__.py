@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from .gemini import ChatGemini, PinnedContext
     from .lint import lint_prompt
     from .middleware import PromptCachingMiddleware
+    from .openai_compatible import ChatOpenAICompatible
 
 __all__ = [
     "CacheUsageCallbackHandler",
     "ChatGLM",
     "ChatGemini",
+    "ChatOpenAICompatible",
     "PinnedContext",
     "PromptCachingChatModel",
     "PromptCachingMiddleware",
@@ -38,6 +40,7 @@ _WHERE = {
     "CacheUsageCallbackHandler": "callbacks",
     "ChatGLM": "chat_models",
     "ChatGemini": "gemini",
+    "ChatOpenAICompatible": "openai_compatible",
     "PinnedContext": "gemini",
     "PromptCachingChatModel": "caching",
     "PromptCachingMiddleware": "middleware",

@@ -22,6 +22,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from ..errors import InvalidRequestError
 from ..layout import canonical_json
 from ..messages import ChatRequest, Message, ToolCall, ToolChoice, ToolDefinition, tool_choice_from_spec
+from ..server_diagnostics import ResponseChain
 from ..strategies import (
     SESSION_KEYS,
     CachePlan,
@@ -37,6 +38,7 @@ from ..strategies import (
     tool_choice_from_gemini_config,
 )
 from ._convert import messages_from_langchain, tool_from_langchain, usage_from_langchain
+from ._server_diagnostics import ask_for_diagnostics, asked, record_response
 
 __all__ = [
     "PROVIDER_APPLIERS",
@@ -196,6 +198,8 @@ class CachingCoordinator:
         self.book = StrategyBook(**options)
         self._announced: set[str] = set()
         self._lock = threading.Lock()
+        # With server_diagnostics: each conversation's latest response id, named by its next call.
+        self._chain = ResponseChain() if self.book.server_diagnostics else None
 
     @property
     def provider(self) -> Provider | None:
@@ -205,6 +209,11 @@ class CachingCoordinator:
     @property
     def estimator(self) -> TokenEstimator:
         return self.book.estimator
+
+    def price_label(self, context: CallContext) -> str:
+        """The provider a call is priced under: the label the caller named (``vllm``, ``deepseek``), else the
+        detected provider."""
+        return self.book.label or context.provider
 
     def _announce(self, provider: str, model: BaseChatModel) -> None:
         with self._lock:
@@ -254,12 +263,19 @@ class CachingCoordinator:
 
     def prepare(self, model: BaseChatModel, call: ForeignCall) -> PreparedCall:
         request, context = self._neutral(model, call)
-        return self._prepared(call, request, context, self.book.plan(request, context))
+        return self._diagnosed(model, self._prepared(call, request, context, self.book.plan(request, context)))
 
     async def aprepare(self, model: BaseChatModel, call: ForeignCall) -> PreparedCall:
         """`prepare` for async calls: a strategy that creates a provider cache awaits it."""
         request, context = self._neutral(model, call)
-        return self._prepared(call, request, context, await self.book.aplan(request, context))
+        prepared = self._prepared(call, request, context, await self.book.aplan(request, context))
+        return self._diagnosed(model, prepared)
+
+    def _diagnosed(self, model: BaseChatModel, prepared: PreparedCall) -> PreparedCall:
+        """With ``server_diagnostics``: an Anthropic call asks for the provider's cache diagnostics."""
+        if self._chain is None or prepared.context.provider != "anthropic":
+            return prepared
+        return replace(prepared, call=ask_for_diagnostics(prepared.call, model, prepared.request, self._chain))
 
     def recover(self, prepared: PreparedCall, error: BaseException) -> PreparedCall | None:
         """After the model failed: if it reported the plan's explicit cache gone, the call to retry once (with a
@@ -284,6 +300,8 @@ class CachingCoordinator:
         )
 
     def observe(self, prepared: PreparedCall, message: BaseMessage | None) -> None:
+        if self._chain is not None and asked(prepared.call):
+            record_response(prepared.call, prepared.request, message, self._chain)
         meta = getattr(message, "usage_metadata", None)
         usage = usage_from_langchain(meta, getattr(message, "response_metadata", None)) if meta else None
         self.book.observe(prepared.request, prepared.context, prepared.plan, usage, prepared.chars)

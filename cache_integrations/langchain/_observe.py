@@ -19,6 +19,7 @@ from langchain_core.tracers.base import BaseTracer
 
 from ..messages import ChatRequest, Message
 from ..observe import METADATA_KEY, CallFacts, CallObservation, observe_call, server_of
+from ..server_diagnostics import provider_miss_reason
 from ._convert import usage_from_langchain
 from ._foreign import _BASE_URL_ATTRS, _model_name, _planning_message, _planning_messages, _planning_tool
 
@@ -71,6 +72,7 @@ def finish_with_message(
         finish_reasons=_finish_reasons(meta),
         response_id=str(meta["id"]) if meta.get("id") else None,
         output=lambda: _planning_message(message),
+        provider_reason=provider_miss_reason(meta),
     )
     annotate(message, facts, run_manager)
     return facts

@@ -32,7 +32,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from ..errors import ConfigurationError
 from ..messages import ChatRequest
 from ..observe import CallObservation, aiterate_active, check_instrument, iterate_active
-from ..strategies import MIN_CACHEABLE_TOKENS, CallContext, WarmupPlan, plan_warmup
+from ..strategies import MIN_CACHEABLE_TOKENS, CallContext, StrategyBook, WarmupPlan, plan_warmup
 from . import _anthropic  # noqa: F401  (registers PROVIDER_APPLIERS["anthropic"])
 from ._foreign import (
     CachingCoordinator,
@@ -191,7 +191,7 @@ class PromptCachingChatModel(BaseChatModel):
         return observe_foreign_call(
             self.instrument,
             self.bound,
-            provider=prepared.context.provider,
+            provider=self._coordinator.price_label(prepared.context),
             messages=(*call.system, *call.messages),
             tools=call.tools,
             session=call.session,
@@ -499,11 +499,16 @@ def with_prompt_caching(
     that its provider's cache serves repeated context.
 
     Options: `provider` (default: detected from the model's class and base URL; ``"openai"`` for an OpenAI
-    proxy on another host); `layout` (default True: system messages first, tools by name); `prompt_cache_key` (OpenAI: a
-    fixed key, a callable of the `CallContext`, or None to hash the run's `thread_id` / `session_id`);
+    proxy on another host; a server label such as ``"vllm"``, ``"sglang"``, ``"llamacpp"``, ``"deepseek"`` or
+    ``"dashscope"`` for a `ChatOpenAI` pointed at that server: it gets the layout without OpenAI-only fields and
+    its calls are priced under the label, n/a where nobody prices the model); `layout` (default True: system
+    messages first, tools by name); `prompt_cache_key` (OpenAI: a fixed key, a callable of the `CallContext`, or
+    None to hash the run's `thread_id` / `session_id`);
     `retention` (OpenAI: ``"in_memory"`` or ``"24h"``); `prompt_cache_options` (GPT-5.6 explicit mode);
     `ttl` (Anthropic: ``"auto"``, the default, picks 1 hour where calls sharing a prefix come more than 5
-    minutes apart; ``"5m"`` or ``"1h"`` fix it) and `min_tokens` (Anthropic: model -> minimum cacheable tokens).
+    minutes apart; ``"5m"`` or ``"1h"`` fix it) and `min_tokens` (Anthropic: model -> minimum cacheable tokens);
+    `server_diagnostics` (default False; Anthropic: ask the API's own cache diagnostics on every call, naming the
+    conversation's previous response, so the handler's miss diagnosis carries Anthropic's ``cache_miss_reason``).
     `warmup`: send one request of a cold shared prefix before the rest of a `batch`. `instrument`: OpenTelemetry
     spans and metrics per call (see `cache_integrations.otel`; None follows `instrument()`).
     """
@@ -511,4 +516,5 @@ def with_prompt_caching(
         raise ConfigurationError(f"with_prompt_caching: expected a LangChain BaseChatModel, got {type(model).__name__}")
     if isinstance(model, PromptCachingChatModel):
         return model
+    StrategyBook(**options)  # a bad option raises ConfigurationError here, not inside pydantic's ValidationError
     return PromptCachingChatModel(bound=model, options=options, warmup=warmup, instrument=instrument)

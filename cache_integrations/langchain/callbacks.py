@@ -28,8 +28,10 @@ from ..diagnostics import CacheDiagnostics, Diagnosis
 from ..errors import InvalidRequestError
 from ..layout import apply_layout
 from ..messages import ChatRequest, Message, ToolDefinition
+from ..observe import METADATA_KEY
 from ..pricing import PriceBook, default_price_book
 from ..reports import CallReports
+from ..server_diagnostics import provider_miss_reason
 from ..strategies import session_from_metadata
 from ._convert import USAGE_UNKNOWN_KEY, messages_from_langchain, tool_from_langchain, usage_from_langchain
 
@@ -178,6 +180,10 @@ class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
         if not usage_meta and not meta.get(USAGE_UNKNOWN_KEY):
             return
         model = meta.get("model_name") or meta.get("model") or "unknown"
+        # A wrapped model's call carries the provider it was priced under (a ChatOpenAI pointed at DeepSeek or
+        # vLLM reports model_provider "openai"); the model's own word otherwise.
+        facts = meta.get(METADATA_KEY)
+        provider = (facts.get("provider") if isinstance(facts, Mapping) else None) or meta.get("model_provider")
         # A model that said its usage is unknown is counted as a call with no tokens booked.
         usage = usage_from_langchain(usage_meta, meta) if usage_meta else None
         diagnosis = None
@@ -187,11 +193,12 @@ class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
                 messages=request.messages,
                 tools=request.tools,
                 usage=usage,
-                provider=meta.get("model_provider"),
+                provider=provider,
                 session=request.session,
                 scope=request.scope,
+                provider_reason=provider_miss_reason(meta),
             )
-        self.ledger.record(usage, model=model, provider=meta.get("model_provider"), diagnosis=diagnosis, run_id=run_id)
+        self.ledger.record(usage, model=model, provider=provider, diagnosis=diagnosis, run_id=run_id)
 
     @property
     def diagnoses(self) -> list[Diagnosis]:

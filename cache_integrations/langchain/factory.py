@@ -5,8 +5,11 @@
     glm = init_chat_model("zhipuai:glm-4.7")                          # ChatGLM
     gemini = init_chat_model("google_genai:gemini-2.5-flash", cache="auto")  # ChatGemini, explicit caches
     claude = init_chat_model("anthropic:claude-sonnet-4-5")           # ChatAnthropic, with_prompt_caching
+    local = init_chat_model("vllm:Qwen/Qwen3-8B", base_url="http://localhost:8000/v1")  # ChatOpenAICompatible
 
-GLM and Gemini get this package's own chat models (they manage caching end to end); every other provider
+GLM and Gemini get this package's own chat models (they manage caching end to end), and so do OpenAI-compatible
+servers LangChain has no class for: ``vllm:``, ``sglang:``, ``llamacpp:``, ``dashscope:`` and
+``openai_compatible:`` give a `ChatOpenAICompatible` labelled so (a `base_url` is required). Every other provider
 gets LangChain's own `init_chat_model` result wrapped with `with_prompt_caching`.
 """
 
@@ -22,9 +25,19 @@ from .caching import with_prompt_caching
 __all__ = ["init_chat_model"]
 
 _OWN = {"zhipuai": "glm", "zai": "glm", "glm": "glm", "google_genai": "gemini", "google": "gemini", "gemini": "gemini"}
+_COMPATIBLE = ("vllm", "sglang", "llamacpp", "dashscope", "openai_compatible")
 _CACHE_MODES = ("auto", "always", "off")
 # Options `with_prompt_caching` takes, taken out of the keyword arguments before they reach the model.
-_CACHING_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options", "ttl", "min_tokens", "layout", "warmup")
+_CACHING_OPTIONS = (
+    "prompt_cache_key",
+    "retention",
+    "prompt_cache_options",
+    "ttl",
+    "min_tokens",
+    "layout",
+    "warmup",
+    "server_diagnostics",
+)
 
 
 def _split(model: str | None, model_provider: str | None) -> tuple[str | None, str | None]:
@@ -56,6 +69,13 @@ def init_chat_model(
         from .chat_models import ChatGLM
 
         return ChatGLM(model=name, **kwargs) if name else ChatGLM(**kwargs)
+    label = (provider or "").lower().replace("-", "_").replace(".", "").replace("llama_cpp", "llamacpp")
+    if label in _COMPATIBLE:
+        from .openai_compatible import ChatOpenAICompatible
+
+        if not name:
+            raise ConfigurationError(f"init_chat_model: {label}: a model name is required ('{label}:<model>')")
+        return ChatOpenAICompatible(model=name, provider=label, **kwargs)
     if own == "gemini":
         from .gemini import ChatGemini
 

@@ -11,7 +11,8 @@ order, Anthropic gets breakpoints, Gemini an explicit cache; unknown models keep
 tool order, with one debug line. This package's own models (`ChatGLM`, `ChatGemini`) and models already
 wrapped with `with_prompt_caching` are passed through: they cache by themselves.
 
-A Gemini model (`ChatGoogleGenerativeAI`) is swapped for its `with_prompt_caching` wrapper (sharing this
+A Gemini model (`ChatGoogleGenerativeAI`), and a model whose own provider is not the `provider` label the caller
+gave (a `ChatOpenAI` on vLLM: priced under the label), is swapped for its `with_prompt_caching` wrapper (sharing this
 middleware's strategies) rather than having its request rewritten: the explicit cache must hold exactly the tools
 the agent binds (structured-output tools included, added after the middleware ran), a cache that vanished is
 retried inside the model call (no error reaches the agent or the callbacks), and the answer the callbacks see
@@ -68,9 +69,11 @@ class PromptCachingMiddleware(AgentMiddleware):
     """Applies the model provider's prompt-caching strategy to every model call of a LangChain v1 agent.
 
     Options are those of `with_prompt_caching` (`prompt_cache_key`, `retention`, `prompt_cache_options`,
-    `layout`, and the Anthropic / Gemini options). `instrument`: OpenTelemetry spans and metrics per model
-    call (see `cache_integrations.otel`; None follows `instrument()`); the call's facts also go into the
-    answer's ``response_metadata["cache_integrations"]``.
+    `layout`, `provider`, `server_diagnostics`, and the Anthropic / Gemini options). `instrument`: OpenTelemetry
+    spans and metrics per model call (see `cache_integrations.otel`; None follows `instrument()`); the call's
+    facts also go into the answer's ``response_metadata["cache_integrations"]``. A model whose own provider
+    differs from the `provider` label given (a `ChatOpenAI` pointed at vLLM or DeepSeek) is swapped for its
+    `with_prompt_caching` wrapper, as Gemini models are, so the usage handler prices its calls under the label.
     """
 
     def __init__(self, *, instrument: Any = None, **options: Any) -> None:
@@ -87,7 +90,8 @@ class PromptCachingMiddleware(AgentMiddleware):
     def _prepare(self, request: ModelRequest) -> tuple[PreparedCall | None, ModelRequest]:
         if isinstance(request.model, CachingChatModel | PromptCachingChatModel):
             return None, request  # caches by itself
-        if (self._coordinator.provider or detect_provider(request.model)) in _WRAPPED_PROVIDERS:
+        provider = self._coordinator.provider or detect_provider(request.model)
+        if provider in _WRAPPED_PROVIDERS or self._relabels(request.model):
             wrapped = PromptCachingChatModel.sharing(request.model, self._coordinator)
             wrapped.instrument = self._instrument
             return None, request.override(model=wrapped)
@@ -108,10 +112,24 @@ class PromptCachingMiddleware(AgentMiddleware):
             overrides["messages"] = list(out.messages)
         return prepared, request.override(**overrides) if overrides else request
 
+    def _relabels(self, model: Any) -> bool:
+        """Whether the caller's `provider` label differs from the provider the model reports (a `ChatOpenAI` on
+        vLLM or DeepSeek says "openai"): then the model is wrapped, so the usage handler prices its calls under
+        the label as the wrapper does."""
+        label = self._coordinator.book.label
+        if label is None:
+            return False
+        try:
+            own = model._get_ls_params().get("ls_provider")
+        except Exception:
+            own = None
+        return bool(label != own)
+
     def _observe(self, request: ModelRequest, prepared: PreparedCall | None) -> CallObservation:
         system = (request.system_message,) if request.system_message is not None else ()
         if prepared is not None:
-            provider, name, session = prepared.context.provider, prepared.context.model, prepared.call.session
+            provider = self._coordinator.price_label(prepared.context)
+            name, session = prepared.context.model, prepared.call.session
         else:
             provider, name, session = detect_provider(request.model), _model_name(request.model), _thread_session()
         return observe_foreign_call(

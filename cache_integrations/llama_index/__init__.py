@@ -2,7 +2,8 @@
 
 * `with_prompt_caching(llm)`: prompt caching for any LlamaIndex LLM you already have (OpenAI, OpenAILike,
   Anthropic, GoogleGenAI, ...); `prompt_cache_session(id)` scopes calls to one conversation.
-* `GLM`, `Gemini`: `FunctionCallingLLM`s over the core providers (normalized usage with cached
+* `GLM`, `Gemini`, `OpenAICompatible` (DeepSeek, DashScope, vLLM, SGLang, llama.cpp, ...): `FunctionCallingLLM`s
+  over the core providers (normalized usage with cached
   tokens on every response; Gemini manages explicit caches, `Gemini.cache_context` pins one).
 * `CacheUsageHandler` (instrumentation) and `CachedTokenCountingHandler` (callback manager):
   cached tokens, hit rate and money saved for any LlamaIndex LLM.
@@ -21,6 +22,7 @@ from .handlers import (
     usage_from_llama_index,
 )
 from .llms import GLM, CachingLLM
+from .openai_compatible import OpenAICompatible
 from .rag import CacheFriendlyContextChatEngine, StableNodeOrder
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "CachedTokenCountingHandler",
     "CachingLLM",
     "Gemini",
+    "OpenAICompatible",
     "PinnedContext",
     "PromptCachingLLM",
     "StableNodeOrder",

@@ -34,6 +34,7 @@ from llama_index.core.bridge.pydantic import PrivateAttr
 
 from ..errors import ConfigurationError, InvalidRequestError
 from ..messages import ChatRequest, Message
+from ..observe import CallObservation, check_instrument
 from ..strategies import (
     CachePlan,
     CallContext,
@@ -46,6 +47,12 @@ from ..strategies import (
 )
 from ._convert import _ROLES, messages_from_llama_index
 from .handlers import usage_from_llama_index
+from .observe import (
+    aobserved_llama_index_stream,
+    finish_llama_index_response,
+    observe_llama_index_call,
+    observed_llama_index_stream,
+)
 
 __all__ = [
     "GeminiCachingMixin",
@@ -150,9 +157,14 @@ class GoogleGenAICalls:
     Thread-safe (the strategy book and the cache managers are).
     """
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, instrument: Any = None, **options: Any) -> None:
         options.setdefault("provider", "google")
         self.book = StrategyBook(**options)
+        self.instrument = check_instrument(instrument)
+
+    def span(self, llm: Any, messages: Sequence[ChatMessage]) -> CallObservation:
+        """The OpenTelemetry observation of one call (a no-op unless instrumented)."""
+        return observe_llama_index_call(self.instrument, llm, messages, provider="google")
 
     def _neutral(
         self, llm: Any, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]
@@ -242,32 +254,50 @@ class GeminiCachingMixin(_Base):
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         calls = self._gemini_calls
         prepared = calls.prepare(self, messages, kwargs)
+        obs = calls.span(self, messages)
         try:
-            response = self._parent()._chat(prepared.messages, **prepared.kwargs)
-        except Exception as exc:  # a vanished cache: recreated (or dropped) and retried once, invisibly
-            retry = calls.recover(prepared, exc)
-            if retry is None:
-                raise
-            prepared, response = retry, self._parent()._chat(retry.messages, **retry.kwargs)
+            with obs.active():
+                try:
+                    response = self._parent()._chat(prepared.messages, **prepared.kwargs)
+                except Exception as exc:  # a vanished cache: recreated (or dropped) and retried once, invisibly
+                    retry = calls.recover(prepared, exc)
+                    if retry is None:
+                        raise
+                    prepared, response = retry, self._parent()._chat(retry.messages, **retry.kwargs)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
         calls.finish(prepared, response)
+        finish_llama_index_response(obs, response, self)
         return cast(ChatResponse, response)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         calls = self._gemini_calls
         prepared = await calls.aprepare(self, messages, kwargs)
+        obs = calls.span(self, messages)
         try:
-            response = await self._parent()._achat(prepared.messages, **prepared.kwargs)
-        except Exception as exc:
-            retry = await calls.arecover(prepared, exc)
-            if retry is None:
-                raise
-            prepared, response = retry, await self._parent()._achat(retry.messages, **retry.kwargs)
+            with obs.active():
+                try:
+                    response = await self._parent()._achat(prepared.messages, **prepared.kwargs)
+                except Exception as exc:
+                    retry = await calls.arecover(prepared, exc)
+                    if retry is None:
+                        raise
+                    prepared, response = retry, await self._parent()._achat(retry.messages, **retry.kwargs)
+        except BaseException as exc:
+            obs.fail(exc)
+            raise
         calls.finish(prepared, response)
+        finish_llama_index_response(obs, response, self)
         return cast(ChatResponse, response)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Generator[ChatResponse, None, None]:
         prepared = self._gemini_calls.prepare(self, messages, kwargs)
-        return self._watch(prepared, self._parent()._stream_chat(prepared.messages, **prepared.kwargs))
+        chunks = self._watch(prepared, self._parent()._stream_chat(prepared.messages, **prepared.kwargs))
+        return cast(
+            Generator[ChatResponse, None, None],
+            observed_llama_index_stream(self._gemini_calls.span(self, messages), chunks, self),
+        )
 
     def _watch(
         self, prepared: PreparedGeminiCall, chunks: Generator[ChatResponse, None, None]
@@ -289,7 +319,11 @@ class GeminiCachingMixin(_Base):
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncGenerator[ChatResponse, None]:
         prepared = await self._gemini_calls.aprepare(self, messages, kwargs)
-        return self._awatch(prepared, await self._parent()._astream_chat(prepared.messages, **prepared.kwargs))
+        chunks = self._awatch(prepared, await self._parent()._astream_chat(prepared.messages, **prepared.kwargs))
+        return cast(
+            AsyncGenerator[ChatResponse, None],
+            aobserved_llama_index_stream(self._gemini_calls.span(self, messages), chunks, self),
+        )
 
     async def _awatch(
         self, prepared: PreparedGeminiCall, chunks: AsyncGenerator[ChatResponse, None]
@@ -331,7 +365,7 @@ def _caching_class(base: type) -> type:
     return cls
 
 
-def with_gemini_caching(llm: LLMT, **options: Any) -> LLMT:
+def with_gemini_caching(llm: LLMT, *, instrument: Any = None, **options: Any) -> LLMT:
     """A copy of a llama-index-llms-google-genai `GoogleGenAI` whose calls use managed Gemini explicit caches.
 
     Options: `cache_mode` (``"auto"``, default: a cache once it pays for itself and not while Gemini's implicit
@@ -345,7 +379,7 @@ def with_gemini_caching(llm: LLMT, **options: Any) -> LLMT:
         raise ImportError("with_gemini_caching needs llama-index-llms-google-genai") from exc
     if not isinstance(llm, GoogleGenAI):
         raise ConfigurationError(f"with_gemini_caching: expected a GoogleGenAI, got {type(llm).__name__}")
-    calls = GoogleGenAICalls(**options)
+    calls = GoogleGenAICalls(instrument=instrument, **options)
     if isinstance(llm, GeminiCachingMixin):
         return llm
     wrapped = llm.model_copy()

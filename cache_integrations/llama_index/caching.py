@@ -382,6 +382,11 @@ def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, instrument:
         )
     if session_id is not None and (not isinstance(session_id, str) or not session_id):
         raise ConfigurationError(f"session_id: expected a non-empty string or None, got {session_id!r:.80}")
+    if options.get("server_diagnostics"):
+        raise ConfigurationError(
+            "server_diagnostics: asked through LangChain's ChatAnthropic only (cache_integrations.langchain); "
+            "the LlamaIndex handlers read a provider's diagnostics when a response carries them"
+        )
     state = _State.create(session_id, options, instrument)  # bad options raise here, before anything is sent
     if isinstance(llm, PromptCachingLLM | CachingLLM):
         return llm
@@ -390,7 +395,8 @@ def with_prompt_caching(llm: LLMT, *, session_id: str | None = None, instrument:
         # request the class builds): the Gemini mixin does the whole job, with the Gemini options.
         from ._gemini_foreign import with_gemini_caching
 
-        return with_gemini_caching(llm, **{k: v for k, v in options.items() if k in (*GEMINI_OPTIONS, "layout")})
+        gemini = {k: v for k, v in options.items() if k in (*GEMINI_OPTIONS, "layout")}
+        return with_gemini_caching(llm, instrument=instrument, **gemini)
     return _wrap(llm, state)
 
 

@@ -43,6 +43,7 @@ from ..layout import apply_layout
 from ..messages import ChatRequest, Message, ToolDefinition
 from ..pricing import PriceBook, default_price_book
 from ..reports import CallReports
+from ..server_diagnostics import provider_miss_reason
 from ..strategies import session_from_metadata
 from ..usage import Usage, as_mapping, usage_from_mapping, with_cache_booking
 from ._convert import messages_from_llama_index, tool_from_llama_index
@@ -220,6 +221,7 @@ class _Recorder:
                 provider=provider,
                 session=call.session,
                 scope=call.scope,
+                provider_reason=provider_miss_reason(getattr(response, "raw", None)),
             )
         return self.ledger.record(usage, model=model, provider=provider, diagnosis=diagnosis, run_id=key)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from pydantic import SecretStr
@@ -213,15 +213,21 @@ def _validate(request: ChatRequest) -> None:
         raise InvalidRequestError("tool_choice: given without any tools")
 
 
-def encode_request(request: ChatRequest, *, stream: bool, layout: bool = True) -> EncodedRequest:
-    """Encode `request` into GLM's wire format, deterministically.
+def encode_request(
+    request: ChatRequest, *, stream: bool, layout: bool = True, validate: Callable[[ChatRequest], None] | None = None
+) -> EncodedRequest:
+    """Encode `request` into GLM's wire format (OpenAI's chat completions), deterministically.
 
     With `layout` (the default) system messages come first and tools are ordered by name; every
-    JSON value is canonical either way, so only the ordering differs when it is off.
+    JSON value is canonical either way, so only the ordering differs when it is off. `validate` replaces
+    GLM's own checks (another OpenAI-compatible server's limits).
     """
-    _validate(request)
     facts = facts_of(request.messages)
-    validate_request(request, GLM_LIMITS, facts)
+    if validate is None:
+        _validate(request)
+        validate_request(request, GLM_LIMITS, facts)
+    else:
+        validate(request)
     if layout:
         laid_out = apply_layout(request)
         if laid_out.messages is not request.messages:
@@ -306,44 +312,48 @@ def tool_call_from_wire(call_id: str, name: str, arguments: Any) -> ToolCall:
     return ToolCall(call_id, name, parsed, arguments)
 
 
-def _parse_tool_calls(raw_calls: list[Any], where: str, body: Any) -> tuple[ToolCall, ...]:
+def _parse_tool_calls(raw_calls: list[Any], where: str, body: Any, provider: str = PROVIDER) -> tuple[ToolCall, ...]:
     calls = []
     for i, raw in enumerate(raw_calls):
-        call = as_object(raw, f"{where}[{i}]", PROVIDER, body)
-        fn = get_object(call, "function", f"{where}[{i}]", PROVIDER, body)
-        call_id = get_str(call, "id", f"{where}[{i}]", PROVIDER, body) or ""
-        name = get_str(fn, "name", f"{where}[{i}].function", PROVIDER, body) or ""
+        call = as_object(raw, f"{where}[{i}]", provider, body)
+        fn = get_object(call, "function", f"{where}[{i}]", provider, body)
+        call_id = get_str(call, "id", f"{where}[{i}]", provider, body) or ""
+        name = get_str(fn, "name", f"{where}[{i}].function", provider, body) or ""
         calls.append(tool_call_from_wire(call_id, name, fn.get("arguments")))
     return tuple(calls)
 
 
-def _choice(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _choice(data: Mapping[str, Any], provider: str = PROVIDER) -> Mapping[str, Any] | None:
     """The first choice (None when the list is empty), checked to be an object."""
-    choices = get_list(data, "choices", "", PROVIDER, data)
-    return as_object(choices[0], "choices[0]", PROVIDER, data) if choices else None
+    choices = get_list(data, "choices", "", provider, data)
+    return as_object(choices[0], "choices[0]", provider, data) if choices else None
 
 
-def parse_response(data: Mapping[str, Any], fingerprint: str | None = None) -> ChatResponse:
+def parse_response(
+    data: Mapping[str, Any], fingerprint: str | None = None, *, provider: str = PROVIDER
+) -> ChatResponse:
     """A non-streaming GLM response to `ChatResponse` (tool-call arguments parsed from JSON).
 
     A body of the wrong shape raises `MalformedResponseError`; usage that is missing or invalid is
-    reported as unknown (``usage=None``).
+    reported as unknown (``usage=None``). `provider` names the server in errors.
     """
-    choice = _choice(as_object(data, "the response", PROVIDER, data))
+    choice = _choice(as_object(data, "the response", provider, data), provider)
     if choice is None:
-        raise malformed(PROVIDER, "the response has no choices", data)
-    msg = get_object(choice, "message", "choices[0]", PROVIDER, data)
+        raise malformed(provider, "the response has no choices", data)
+    msg = get_object(choice, "message", "choices[0]", provider, data)
     where = "choices[0].message"
     message = Message(
         role="assistant",
-        content=get_str(msg, "content", where, PROVIDER, data) or "",
-        tool_calls=_parse_tool_calls(get_list(msg, "tool_calls", where, PROVIDER, data), f"{where}.tool_calls", data),
-        reasoning=get_str(msg, "reasoning_content", where, PROVIDER, data) or None,
+        content=get_str(msg, "content", where, provider, data) or "",
+        tool_calls=_parse_tool_calls(
+            get_list(msg, "tool_calls", where, provider, data), f"{where}.tool_calls", data, provider
+        ),
+        reasoning=get_str(msg, "reasoning_content", where, provider, data) or None,
     )
     raw_usage = data.get("usage")
     return ChatResponse(
         message=message,
-        finish_reason=get_str(choice, "finish_reason", "choices[0]", PROVIDER, data),
+        finish_reason=get_str(choice, "finish_reason", "choices[0]", provider, data),
         usage=usage_from_openai(raw_usage),
         model=str(data.get("model") or ""),
         id=_text_id(data.get("id") or data.get("request_id")),
@@ -356,14 +366,14 @@ def _text_id(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _tool_call_chunk(raw: Any, where: str, body: Any) -> ToolCallChunk:
+def _tool_call_chunk(raw: Any, where: str, body: Any, provider: str = PROVIDER) -> ToolCallChunk:
     """A streamed tool call. GLM sends each call whole (unless ``tool_stream`` is on); a whole call
     carries no index, so frameworks never merge it with another block that happens to share one."""
-    call = as_object(raw, where, PROVIDER, body)
-    fn = get_object(call, "function", where, PROVIDER, body)
+    call = as_object(raw, where, provider, body)
+    fn = get_object(call, "function", where, provider, body)
     args = fn.get("arguments")
-    call_id = get_str(call, "id", where, PROVIDER, body)
-    name = get_str(fn, "name", f"{where}.function", PROVIDER, body)
+    call_id = get_str(call, "id", where, provider, body)
+    name = get_str(fn, "name", f"{where}.function", provider, body)
     whole = bool(call_id and name) and not tool_call_from_wire("", "", args).error
     if isinstance(args, str) and not args.strip():
         whole = False
@@ -371,7 +381,7 @@ def _tool_call_chunk(raw: Any, where: str, body: Any) -> ToolCallChunk:
         args = json.dumps(args)  # some gateways send an object; the chunk carries JSON text
     index = call.get("index")
     if not whole and index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-        raise malformed(PROVIDER, f"{where}.index is {kind_of(index)}, expected an integer", body)
+        raise malformed(provider, f"{where}.index is {kind_of(index)}, expected an integer", body)
     return ToolCallChunk(index=None if whole else int(index or 0), id=call_id, name=name, arguments=args)
 
 
@@ -384,10 +394,11 @@ class StreamParser:
     a JSON object of the documented shape raises `MalformedResponseError`.
     """
 
-    __slots__ = ("_done", "_fingerprint", "_finish_reason", "_id", "_model", "_raw_usage")
+    __slots__ = ("_done", "_fingerprint", "_finish_reason", "_id", "_model", "_provider", "_raw_usage")
 
-    def __init__(self, fingerprint: str | None = None) -> None:
+    def __init__(self, fingerprint: str | None = None, *, provider: str = PROVIDER) -> None:
         self._fingerprint = fingerprint
+        self._provider = provider
         self._done = False
         self._finish_reason: str | None = None
         self._raw_usage: Any = None
@@ -398,26 +409,26 @@ class StreamParser:
         if data == "[DONE]":
             self._done = True
             return None
-        event = decode_event(data, PROVIDER)
+        event = decode_event(data, self._provider)
         if "error" in event:  # an error delivered inside the stream
-            raise _error_from_body(200, event, PROVIDER)
+            raise _error_from_body(200, event, self._provider)
         self._model = str(event.get("model") or "") or self._model
         self._id = _text_id(event.get("id")) or self._id
         if event.get("usage") is not None:
             self._raw_usage = event["usage"]
-        choice = _choice(event)
+        choice = _choice(event, self._provider)
         if choice is None:
             return None
-        finish = get_str(choice, "finish_reason", "choices[0]", PROVIDER, event)
+        finish = get_str(choice, "finish_reason", "choices[0]", self._provider, event)
         if finish:
             self._finish_reason = finish
-        delta = get_object(choice, "delta", "choices[0]", PROVIDER, event)
+        delta = get_object(choice, "delta", "choices[0]", self._provider, event)
         where = "choices[0].delta"
-        text = get_str(delta, "content", where, PROVIDER, event) or ""
-        reasoning = get_str(delta, "reasoning_content", where, PROVIDER, event) or ""
+        text = get_str(delta, "content", where, self._provider, event) or ""
+        reasoning = get_str(delta, "reasoning_content", where, self._provider, event) or ""
         tool_chunks = tuple(
-            _tool_call_chunk(tc, f"{where}.tool_calls[{i}]", event)
-            for i, tc in enumerate(get_list(delta, "tool_calls", where, PROVIDER, event))
+            _tool_call_chunk(tc, f"{where}.tool_calls[{i}]", event, self._provider)
+            for i, tc in enumerate(get_list(delta, "tool_calls", where, self._provider, event))
         )
         if not (text or reasoning or tool_chunks):
             return None
@@ -427,8 +438,8 @@ class StreamParser:
         if not self._done and self._finish_reason is None:
             # The connection closed mid-answer: the text is incomplete and usage was never sent.
             raise ProviderConnectionError(
-                "zhipuai: the stream ended before the answer finished (no finish_reason, no [DONE])",
-                provider=PROVIDER,
+                f"{self._provider}: the stream ended before the answer finished (no finish_reason, no [DONE])",
+                provider=self._provider,
             )
         return StreamChunk(
             final=True,

@@ -96,7 +96,8 @@ __all__ = [
 
 _IMPLICIT_OPTIONS = ("prompt_cache_key", "retention", "prompt_cache_options")
 _ANTHROPIC_OPTIONS = ("ttl", "min_tokens", "clock")
-STRATEGY_OPTIONS: tuple[str, ...] = (*_IMPLICIT_OPTIONS, *_ANTHROPIC_OPTIONS, *GEMINI_OPTIONS)
+_ADAPTER_OPTIONS = ("server_diagnostics",)  # read by the adapters, not by a strategy
+STRATEGY_OPTIONS: tuple[str, ...] = (*_IMPLICIT_OPTIONS, *_ANTHROPIC_OPTIONS, *GEMINI_OPTIONS, *_ADAPTER_OPTIONS)
 """The strategy options `StrategyBook` (and so every adapter) accepts; a strategy that takes a new option
 adds its name here, and anything else is rejected before a call is made (a typo never goes unnoticed)."""
 
@@ -129,14 +130,34 @@ class StrategyBook:
     def __init__(self, *, provider: str | None = None, layout: bool = True, **options: Any) -> None:
         from ..errors import ConfigurationError
 
+        self.label: str | None = None
+        """The price label the caller named (``vllm``, ``deepseek`` ...), calls are priced under; None: detected."""
         if provider is not None and provider not in PROVIDERS:
-            raise ConfigurationError(f"provider: {provider!r} is not one of {list(PROVIDERS)}")
+            # A server label (vllm, sglang, llamacpp) or another host's genai-prices id: an OpenAI-compatible
+            # server, cached implicitly with the layout, priced under its label.
+            from ..providers.openai_compatible import check_label
+
+            try:
+                self.label = check_label(provider)
+            except ConfigurationError:
+                raise ConfigurationError(
+                    f"provider: {provider!r} is not one of {list(PROVIDERS)}, a server label (vllm, sglang, "
+                    "llamacpp) nor a genai-prices provider id"
+                ) from None
+            provider = "openai_compatible"
+        elif provider is not None:
+            self.label = provider
         unknown = sorted(set(options) - set(STRATEGY_OPTIONS))
         if unknown:
             raise ConfigurationError(
                 f"{unknown[0]}: not a prompt-caching option; allowed: provider, layout, {', '.join(STRATEGY_OPTIONS)}"
             )
         self.provider: Provider | None = provider  # type: ignore[assignment]
+        server_diagnostics = options.get("server_diagnostics", False)
+        if not isinstance(server_diagnostics, bool):
+            raise ConfigurationError(f"server_diagnostics: expected True or False, got {server_diagnostics!r}")
+        self.server_diagnostics = server_diagnostics
+        """Ask the provider's own cache diagnostics on every call where it offers them (Anthropic)."""
         for known in ("openai", "anthropic"):  # option values are checked now, not at the first call
             strategy_for(known, **options)
         gemini_options(options)  # bad values are reported now, not at the first Gemini call

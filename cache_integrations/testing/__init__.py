@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from ._gate import AnswerGate
 from ._http import EmulatorResponse
+from ._local_servers import LLAMACPP_RULES, VLLM_RULES
 from ._server import RunningServer
 from .clock import Clock, FakeClock, SystemClock
 from .emulator import Emulator, EmulatorCounters, RecordedRequest
@@ -59,7 +60,9 @@ __all__ = [
     "DEEPSEEK_RULES",
     "GEMINI_RULES",
     "GLM_RULES",
+    "LLAMACPP_RULES",
     "OPENAI_RULES",
+    "VLLM_RULES",
     "AnswerGate",
     "CacheRules",
     "Clock",

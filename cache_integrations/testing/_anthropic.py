@@ -23,6 +23,7 @@ from ._anthropic_cache import (
     flatten,
     plan_breakpoints,
 )
+from ._anthropic_diagnostics import InvalidDiagnostics, requested_diagnostics
 from ._context import RequestContext, key_fingerprint
 from ._http import EmulatorResponse, dumps, json_response
 from ._synth import ArgumentSynthesizer, digest, encode, parallel_items, pick_tool, reply_text, tool_result_text
@@ -366,7 +367,8 @@ def handle_messages(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:
         blocks, total = flatten(body, emu.tokenizer)
         try:
             breakpoints = plan_breakpoints(blocks, body.get("cache_control"))
-        except InvalidCacheControl as exc:
+            diagnosed, previous_id = requested_diagnostics(body, ctx.headers)
+        except (InvalidCacheControl, InvalidDiagnostics) as exc:
             raise _invalid(exc.message, rid) from None
     except _Reject as reject:
         return reject.response
@@ -384,6 +386,8 @@ def handle_messages(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:
         "role": "assistant",
         "model": model,
     }
+    if diagnosed:  # on message_start in a stream
+        message["diagnostics"] = _diagnostics(emu, message["id"], previous_id, key, model, blocks, ctx.now)
     if body.get("stream"):
         return EmulatorResponse(
             status=200,
@@ -398,6 +402,18 @@ def handle_messages(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:
         "usage": _usage(outcome, answer.output_tokens),
     }
     return json_response(200, payload, JSON_TYPE, {"request-id": rid})
+
+
+def _diagnostics(
+    emu: Emulator, message_id: str, previous_id: str | None, key: str, model: str, blocks: list[Any], now: float
+) -> dict[str, Any] | None:
+    book = emu._anthropic_diagnostics
+    scope = key_fingerprint(key)
+    answer = book.compare(previous_id, scope, model, blocks, now)
+    if previous_id is not None and emu.anthropic_diagnostics_pending:
+        answer = {"cache_miss_reason": None}  # the comparison is still running when the answer is serialized
+    book.remember(message_id, scope, model, blocks, now)
+    return answer
 
 
 def handle_count_tokens(emu: Emulator, ctx: RequestContext) -> EmulatorResponse:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import RequestContext
 from ._http import EmulatorResponse, json_response, sse_event, sse_response
+from ._local_servers import local_usage
 from ._synth import digest, encode
 
 if TYPE_CHECKING:
@@ -149,6 +150,9 @@ def openai_response(
         # gpt-5 family answers carry "system_fingerprint": null (recorded for gpt-5-nano and gpt-5.6-sol)
         fingerprint = None if model.startswith("gpt-5") else "fp_" + digest("fingerprint", model).hex()[:10]
         usage = openai_usage(prompt, cache.cached, answer.completion_tokens, cache.written)
+    timings = None
+    if endpoint == "openai" and emu.openai_dialect != "openai":  # a vLLM or llama.cpp server (_local_servers)
+        usage, timings = local_usage(emu.openai_dialect, prompt, cache.cached, answer.completion_tokens)
     if not stream or include_usage:
         ctx.usage = usage
 
@@ -182,6 +186,8 @@ def openai_response(
         obj["system_fingerprint"] = fingerprint
         if with_usage and stream:
             obj["usage"] = usage_value
+        if timings is not None and usage_value is not None:
+            obj["timings"] = timings
         return obj
 
     if not stream:

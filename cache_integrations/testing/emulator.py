@@ -18,6 +18,7 @@ from ._anthropic import handle_count_tokens as handle_anthropic_count_tokens
 from ._anthropic import handle_messages as handle_anthropic_messages
 from ._anthropic import handle_not_found as anthropic_not_found
 from ._anthropic_cache import BreakpointCache, min_cacheable_tokens
+from ._anthropic_diagnostics import DiagnosticsBook
 from ._breakpoints import BreakpointStore
 from ._chat import glm_error, handle_chat
 from ._context import RequestContext
@@ -28,6 +29,7 @@ from ._gemini_caches import CachedContent, handle_cache_create, handle_cache_ite
 from ._google import google_error
 from ._http import EmulatorResponse, json_response
 from ._interventions import ArmedFault, Interventions
+from ._local_servers import OpenAIDialect
 from ._openai import handle_openai_models, openai_error
 from ._prefix import PrefixCache
 from ._records import MAPPING_COUNTERS, EmulatorCounters, RecordedRequest
@@ -124,7 +126,13 @@ class Emulator(Interventions):
     explicit caches as Gemini refuses an unsupported method (see ``gemini_explicit_cache_supported``).
     Anthropic ``cache_control`` breakpoints follow Anthropic's rules (see ``_anthropic_cache``);
     ``anthropic_cache_min_tokens`` overrides the documented per-model minimum cacheable length (an int,
-    or model -> int with ``"*"`` as the fallback; ``None``: the documented table).
+    or model -> int with ``"*"`` as the fallback; ``None``: the documented table). Anthropic's cache
+    diagnostics (a request's ``diagnostics.previous_message_id`` with the ``cache-diagnosis-2026-04-07`` beta)
+    are answered from hash-only fingerprints per response id (``_anthropic_diagnostics``);
+    ``anthropic_diagnostics_pending = True`` answers ``{"cache_miss_reason": null}`` (comparison still running).
+    ``openai_dialect = "vllm"`` / ``"llamacpp"`` makes ``/v1/chat/completions`` report usage as those servers do
+    (vLLM: no ``prompt_tokens_details`` on a miss; llama.cpp: ``timings.cache_n``), with ``openai_rules=VLLM_RULES``
+    / ``LLAMACPP_RULES`` for their caching (``_local_servers``).
     ``gemini_max_request_bytes`` is the largest Gemini JSON request (100 MB, the inline limit since
     January 2026). Media in Gemini requests counts by Google's published rules (see ``_media``).
     All expiry reads ``clock`` (pass a ``FakeClock`` to jump past TTLs).
@@ -194,6 +202,9 @@ class Emulator(Interventions):
         self.tokenizer = Tokenizer()
         self._prefix_cache = PrefixCache(self.tokenizer, max_entries=max_implicit_entries)
         self._anthropic_cache = BreakpointCache(max_entries=4 * max_implicit_entries)  # up to 4 per request
+        self._anthropic_diagnostics = DiagnosticsBook()  # Anthropic's cache-diagnostics fingerprints
+        self.anthropic_diagnostics_pending = False
+        self.openai_dialect: OpenAIDialect = "openai"  # "vllm" / "llamacpp": those servers' usage (_local_servers)
         self._breakpoints = BreakpointStore(max_entries=4 * max_implicit_entries)  # OpenAI / DashScope explicit
         self._gates: list[AnswerGate] = []
         self._lock = threading.RLock()

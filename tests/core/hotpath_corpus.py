@@ -282,9 +282,22 @@ class _Recording(httpx.BaseTransport):
         return self._inner.handle_request(request)
 
 
+# Diagnosis fields added after the golden was recorded (Anthropic's server-side reason): left out while unset, so
+# the digests still compare what the golden saw.
+_LATER_FIELDS = ("provider_reason", "provider_missed_tokens")
+
+
+def _diagnosis_json(d: Any) -> dict[str, Any]:
+    data = {k: v for k, v in d.to_json().items() if k != "prefix_fingerprint"}
+    for key in _LATER_FIELDS:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
+
+
 def _diagnosis_digest(handler_diagnoses: list[Any]) -> list[str]:
     return [
-        _digest(json.dumps({k: v for k, v in d.to_json().items() if k != "prefix_fingerprint"}, sort_keys=True))
+        _digest(json.dumps(_diagnosis_json(d), sort_keys=True))
         + f" {d.conversation}#{d.call_index} {d.cause}"
         for d in handler_diagnoses
     ]

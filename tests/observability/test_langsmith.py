@@ -19,6 +19,7 @@ from ..langchain.long_prompt import LONG_SYSTEM_PROMPT
 from .conftest import chat_glm
 
 FACT_KEYS = {
+    "provider",
     "input_tokens",
     "cached_tokens",
     "cache_creation_tokens",

@@ -368,3 +368,23 @@ def test_telemetry_trouble_never_fails_the_call(
     (span,) = telemetry.spans
     assert _attrs(span)["gen_ai.usage.input_tokens"] == emu.counters.prompt_tokens
     assert "could not diagnose a model call" in caplog.text
+
+
+@pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
+def test_anthropics_own_miss_reason_reaches_the_span_and_the_metadata(
+    telemetry: Telemetry, emu: Emulator, server: RunningServer
+) -> None:
+    from langchain_anthropic import ChatAnthropic
+
+    model = ChatAnthropic(
+        model="claude-sonnet-4-6", api_key="sk-ant-test", base_url=server.anthropic_base_url, max_retries=0
+    )
+    llm = with_prompt_caching(model, server_diagnostics=True, instrument=telemetry.instrumentation())
+    llm.invoke([("system", "Now: 2026-11-22T09:00:00. " + LONG_SYSTEM_PROMPT), ("human", "q1")])
+    second = llm.invoke([("system", "Now: 2026-11-22T09:00:01. " + LONG_SYSTEM_PROMPT), ("human", "q2")])
+    first_span, second_span = (_attrs(s) for s in _only_model_spans(telemetry.spans))
+    assert "cache_integrations.miss.provider_reason" not in first_span
+    assert second_span["cache_integrations.miss.provider_reason"] == "system_changed"
+    assert second_span["cache_integrations.miss.cause"] == "volatile_content"
+    facts = second.response_metadata["cache_integrations"]
+    assert facts["miss_provider_reason"] == "system_changed" and facts["provider"] == "anthropic"

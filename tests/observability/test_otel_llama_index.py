@@ -125,3 +125,30 @@ def test_with_prompt_caching_instrument_gives_one_span_per_call(
     plain = with_prompt_caching(base, instrument=False)
     plain.chat(_messages("q5"))
     assert len(telemetry.spans) == 4
+
+
+def test_a_googlegenai_with_managed_caches_gives_a_span_per_call_naming_its_cache(
+    telemetry: Telemetry, emu: Emulator, server: RunningServer
+) -> None:
+    from llama_index.llms.google_genai import GoogleGenAI
+
+    from cache_integrations.llama_index import with_prompt_caching
+
+    base = GoogleGenAI(
+        model="gemini-2.5-flash",
+        api_key="gemini-otel-secret-1",
+        max_tokens=256,
+        context_window=1_048_576,
+        http_options={"base_url": server.url, "api_version": "v1beta"},
+    )
+    llm = with_prompt_caching(
+        base, cache_mode="always", cache_registry="memory", instrument=telemetry.instrumentation()
+    )
+    llm.chat(_messages("q1"))
+    chunks = list(llm.stream_chat(_messages("q2")))
+    assert chunks and len(telemetry.spans) == 2
+    first, second = _attrs(telemetry, 0), _attrs(telemetry, 1)
+    assert first["gen_ai.provider.name"] == "gcp.gemini"
+    assert first["cache_integrations.cache.created"] is True
+    assert second["cache_integrations.cache.name"] == first["cache_integrations.cache.name"]
+    assert second["gen_ai.usage.cache_read.input_tokens"] > 0
