@@ -297,8 +297,7 @@ def _diagnosis_json(d: Any) -> dict[str, Any]:
 
 def _diagnosis_digest(handler_diagnoses: list[Any]) -> list[str]:
     return [
-        _digest(json.dumps(_diagnosis_json(d), sort_keys=True))
-        + f" {d.conversation}#{d.call_index} {d.cause}"
+        _digest(json.dumps(_diagnosis_json(d), sort_keys=True)) + f" {d.conversation}#{d.call_index} {d.cause}"
         for d in handler_diagnoses
     ]
 
