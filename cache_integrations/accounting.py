@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from ._deferred import defer, settle
 from .pricing import Cost, PriceBook, default_price_book
 from .usage import Usage
 
@@ -157,16 +158,35 @@ class CacheLedger:
         provider: str | None = None,
         diagnosis: Any = None,
         run_id: str | None = None,
+        diagnose: Callable[[], Any] | None = None,
     ) -> CallRecord:
         """Price and add one call (`usage` None: reported no valid usage, counted with no tokens).
-        Pricing happens outside the lock; the update is atomic."""
+        Pricing happens outside the lock; the update is atomic.
+
+        `diagnose`, when given, computes the call's diagnosis after the call, off the caller's thread
+        (`cache_integrations._deferred`); the record in `calls` carries it once it is done (reading `calls`
+        waits for it). The record returned is the one booked now, without it."""
         cost = None if usage is None else self.prices.cost(usage, model, provider_price_ids(provider))
         rec = CallRecord(model, provider, usage, cost, diagnosis, run_id)
         with self._lock:
             current = self._by_model.get(model) or CacheStats(model=model)
             self._by_model[model] = current.add(usage, cost)
             self._calls.append(rec)
+        if diagnose is not None:
+            defer(lambda: self._attach(rec, diagnose()))
         return rec
+
+    def _attach(self, rec: CallRecord, diagnosis: Any) -> None:
+        """`rec`, still among the kept calls, now carries `diagnosis` (searched from the newest: it is
+        usually among the last few)."""
+        if diagnosis is None:
+            return
+        with self._lock:
+            calls = self._calls
+            for i in range(len(calls) - 1, -1, -1):
+                if calls[i] is rec:
+                    calls[i] = replace(rec, diagnosis=diagnosis)
+                    return
 
     @property
     def by_model(self) -> dict[str, CacheStats]:
@@ -175,6 +195,8 @@ class CacheLedger:
 
     @property
     def calls(self) -> list[CallRecord]:
+        """The most recent calls, oldest first, with their diagnoses (waits for diagnoses still running)."""
+        settle()
         with self._lock:
             return list(self._calls)
 

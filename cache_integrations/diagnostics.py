@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._conversations import ConversationBook, Observed, Unit, credential_scope
 from ._conversations import common_start as _common_start
+from ._deferred import settle
 from ._units import find_volatile, lineage_chain, message_text, units_of
 from .errors import ConfigurationError
 from .layout import canonical_json, stable_prefix_length
@@ -271,7 +272,7 @@ class CacheDiagnostics:
     _book: ConversationBook = field(default_factory=ConversationBook, init=False, repr=False)
     _warned: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    diagnoses: list[Diagnosis] = field(default_factory=list, init=False, repr=False)
+    _diagnoses: list[Diagnosis] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_conversations, bool) or not isinstance(self.max_conversations, int):
@@ -279,6 +280,13 @@ class CacheDiagnostics:
         if self.max_conversations < 1:
             raise ConfigurationError(f"max_conversations: expected an integer >= 1, got {self.max_conversations!r}")
         check_seconds("max_age", self.max_age)
+
+    @property
+    def diagnoses(self) -> list[Diagnosis]:
+        """The recent diagnoses, oldest first (waits for those the cache usage handlers still compute)."""
+        settle()
+        with self._lock:
+            return list(self._diagnoses)
 
     @property
     def tracked_conversations(self) -> int:
@@ -303,6 +311,7 @@ class CacheDiagnostics:
         session: str | None = None,
         scope: str | None = None,
         provider_reason: ProviderMissReason | None = None,
+        at: float | None = None,
     ) -> Diagnosis:
         """Diagnose one finished call (its request as sent, and the usage the provider reported).
 
@@ -310,9 +319,11 @@ class CacheDiagnostics:
         `scope` identifies the credential and endpoint (see `credential_scope`). Calls with different
         scopes or different sessions are never treated as one conversation. `provider_reason` is what the
         provider's own cache diagnostics said (`server_diagnostics.provider_miss_reason`), added to the diagnosis.
+        `at` is when the call ended, on `clock` (default: now; a diagnosis made later passes the time it ended).
         """
         units = units_of(model, messages, tools)
-        call = _Call(model, provider, units, tuple(t.name for t in tools), usage or Usage(), self.clock())
+        ended = self.clock() if at is None else at
+        call = _Call(model, provider, units, tuple(t.name for t in tools), usage or Usage(), ended)
         stable = stable_prefix_length(messages) + 1  # + the model/tools unit
         chain = lineage_chain(units)
         observed = Observed(model, units, call.tool_names, stable, call.at, chain)
@@ -330,9 +341,9 @@ class CacheDiagnostics:
 
                 diagnosis = merge_provider_reason(diagnosis, provider_reason, lambda n: self._money(n, model, provider))
             book.record(conversation, observed, cap=self.max_conversations)
-            self.diagnoses.append(diagnosis)
-            del self.diagnoses[: -10 * self.keep_requests]
-        self._report(diagnosis, units)
+            self._diagnoses.append(diagnosis)
+            del self._diagnoses[: -10 * self.keep_requests]
+        self._report(diagnosis, units, call.at)
         return diagnosis
 
     # -- diagnosis --------------------------------------------------------------------------------
@@ -457,7 +468,7 @@ class CacheDiagnostics:
 
     # -- reporting --------------------------------------------------------------------------------
 
-    def _report(self, diagnosis: Diagnosis, units: tuple[Unit, ...]) -> None:
+    def _report(self, diagnosis: Diagnosis, units: tuple[Unit, ...], at: float) -> None:
         if diagnosis.cause and diagnosis.lost_tokens > 0 and self.warn:
             key = (diagnosis.cause, diagnosis.model)
             with self._lock:
@@ -479,6 +490,6 @@ class CacheDiagnostics:
                 )
         if self.trace is not None:
             prompt = "\n".join(u.text for u in units) if self.trace_prompts else None
-            line = json.dumps({"ts": self.clock(), **diagnosis.to_json(prompt)}, ensure_ascii=False)
+            line = json.dumps({"ts": at, **diagnosis.to_json(prompt)}, ensure_ascii=False)
             with self._lock, open(self.trace, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")

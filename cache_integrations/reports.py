@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from ._deferred import settle
 from .accounting import CallRecord
 from .usage import Usage
 
@@ -114,7 +115,15 @@ def records_dataframe(records: Sequence[dict[str, Any]]) -> DataFrame:
 
 
 class CallReports:
-    """``to_records()``, ``to_json()``, ``to_dataframe()`` and ``plot()`` for a handler with a ``ledger``."""
+    """``to_records()``, ``to_json()``, ``to_dataframe()``, ``plot()`` and ``flush()`` for a handler with a
+    ``ledger``."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the miss diagnoses of the calls made so far are done and written to the trace (they run
+        after each call, off the caller's thread); False if `timeout` seconds passed first. Reading
+        ``diagnoses``, ``calls`` or a report waits by itself, and so does leaving a ``get_cache_usage_*``
+        block."""
+        return settle(timeout)
 
     def _report_calls(self) -> list[CallRecord]:
         calls: list[CallRecord] = cast(Any, self).ledger.calls

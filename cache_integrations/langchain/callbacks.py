@@ -167,14 +167,13 @@ class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
     def on_llm_end(self, response: LLMResult, *, run_id: UUID | None = None, **kwargs: Any) -> None:
         with self._lock:
             pending = self._pending.pop(run_id, None) if run_id is not None else None
-        request = pending.request() if pending is not None else None
         for generations in response.generations:
             for gen in generations:
                 message = gen.message if isinstance(gen, ChatGeneration) else None
                 if isinstance(message, BaseMessage):
-                    self._record(message, request, None if run_id is None else str(run_id))
+                    self._record(message, pending, None if run_id is None else str(run_id))
 
-    def _record(self, message: BaseMessage, request: _Request | None, run_id: str | None) -> None:
+    def _record(self, message: BaseMessage, pending: _Pending | None, run_id: str | None) -> None:
         usage_meta = getattr(message, "usage_metadata", None)
         meta = message.response_metadata
         if not usage_meta and not meta.get(USAGE_UNKNOWN_KEY):
@@ -186,19 +185,28 @@ class CacheUsageCallbackHandler(CallReports, BaseCallbackHandler):
         provider = (facts.get("provider") if isinstance(facts, Mapping) else None) or meta.get("model_provider")
         # A model that said its usage is unknown is counted as a call with no tokens booked.
         usage = usage_from_langchain(usage_meta, meta) if usage_meta else None
-        diagnosis = None
-        if self.diagnostics is not None and request is not None and usage is not None:
-            diagnosis = self.diagnostics.observe(
-                model=model,
-                messages=request.messages,
-                tools=request.tools,
-                usage=usage,
-                provider=provider,
-                session=request.session,
-                scope=request.scope,
-                provider_reason=provider_miss_reason(meta),
-            )
-        self.ledger.record(usage, model=model, provider=provider, diagnosis=diagnosis, run_id=run_id)
+        diagnostics = self.diagnostics
+        diagnose = None
+        if diagnostics is not None and pending is not None and usage is not None:
+            booked, ended = usage, diagnostics.clock()
+
+            def diagnose() -> Diagnosis | None:  # after the call, off the caller's thread
+                request = pending.request()
+                if request is None:
+                    return None
+                return diagnostics.observe(
+                    model=model,
+                    messages=request.messages,
+                    tools=request.tools,
+                    usage=booked,
+                    provider=provider,
+                    session=request.session,
+                    scope=request.scope,
+                    provider_reason=provider_miss_reason(meta),
+                    at=ended,
+                )
+
+        self.ledger.record(usage, model=model, provider=provider, run_id=run_id, diagnose=diagnose)
 
     @property
     def diagnoses(self) -> list[Diagnosis]:
@@ -251,3 +259,4 @@ def get_cache_usage_callback(
         yield handler
     finally:
         _cache_usage_var.reset(token)
+        handler.flush()  # the block's diagnoses are done and its trace written when it ends

@@ -210,20 +210,28 @@ class _Recorder:
         if usage is None and not _usage_unknown(response):
             return None
         model, provider = model_and_provider(response, call.model_dict if call else None)
-        diagnosis = None
-        sent = call.request() if self.diagnostics is not None and call is not None and usage is not None else None
-        if self.diagnostics is not None and call is not None and sent is not None and usage is not None:
-            diagnosis = self.diagnostics.observe(
-                model=model,
-                messages=sent[0],
-                tools=sent[1],
-                usage=usage,
-                provider=provider,
-                session=call.session,
-                scope=call.scope,
-                provider_reason=provider_miss_reason(getattr(response, "raw", None)),
-            )
-        return self.ledger.record(usage, model=model, provider=provider, diagnosis=diagnosis, run_id=key)
+        diagnostics = self.diagnostics
+        diagnose = None
+        if diagnostics is not None and call is not None and usage is not None:
+            booked, ended, raw = usage, diagnostics.clock(), getattr(response, "raw", None)
+
+            def diagnose() -> Diagnosis | None:  # after the call, off the caller's thread
+                sent = call.request()
+                if sent is None:
+                    return None
+                return diagnostics.observe(
+                    model=model,
+                    messages=sent[0],
+                    tools=sent[1],
+                    usage=booked,
+                    provider=provider,
+                    session=call.session,
+                    scope=call.scope,
+                    provider_reason=provider_miss_reason(raw),
+                    at=ended,
+                )
+
+        return self.ledger.record(usage, model=model, provider=provider, run_id=key, diagnose=diagnose)
 
     @property
     def diagnoses(self) -> list[Diagnosis]:
@@ -343,6 +351,7 @@ def get_cache_usage_handler(
         yield handler
     finally:
         target.event_handlers = [h for h in target.event_handlers if h is not handler]
+        handler.flush()  # the block's diagnoses are done when it ends
 
 
 class CachedTokenCountingHandler(CallReports, TokenCountingHandler):
