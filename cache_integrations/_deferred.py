@@ -10,7 +10,7 @@ Everything that reads a diagnosis first calls `settle()`, which waits until the 
 ``handler.diagnoses``, ``handler.calls``, the reports, ``CacheDiagnostics.diagnoses``. A job that fails is
 logged and skipped. At interpreter exit the queue is drained (bounded), so traces are complete.
 
-Fork-safe: no job is half-done across a fork (the fork waits for the running job), and the child starts
+Fork-safe: no job is half-done across a fork (the fork waits for the running job and starts no other), and the child starts
 its own worker with the jobs still queued in the parent's copy of its memory (they are the child's history
 too). Asyncio-safe: nothing here touches an event loop; `settle()` blocks for at most the queued work.
 """
@@ -44,6 +44,7 @@ class _Worker:
         self._jobs: deque[Callable[[], None]] = deque(jobs)
         self._queued = len(jobs)
         self._done = 0
+        self._forking = False
         self._thread: threading.Thread | None = None
 
     def submit(self, job: Callable[[], None]) -> None:
@@ -69,24 +70,34 @@ class _Worker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._jobs))
-                job = self._jobs.popleft()
+                self._cond.wait_for(lambda: bool(self._jobs) and not self._forking)
+            # A job is taken, run and counted under `_running`, so at a fork each job is either still queued
+            # (the child runs it) or done (in both processes' memory). No job starts once a fork is waiting.
             with self._running:
+                with self._cond:
+                    if self._forking or not self._jobs:
+                        continue
+                    job = self._jobs.popleft()
                 try:
                     job()
                 except Exception:  # a diagnosis must never break the application; it is only lost
                     logger.warning("cache_integrations: a deferred cache diagnosis failed", exc_info=True)
-            with self._cond:
-                self._done += 1
-                self._cond.notify_all()
+                with self._cond:
+                    self._done += 1
+                    self._cond.notify_all()
 
     # -- fork ---------------------------------------------------------------------------------------
 
     def before_fork(self) -> None:
-        self._running.acquire()
+        with self._cond:
+            self._forking = True
+        self._running.acquire()  # the job running now ends first
 
     def after_fork_in_parent(self) -> None:
         self._running.release()
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
 
     def after_fork_in_child(self) -> None:
         # Only this thread exists now; the parent's locks may be held by threads that are gone. The jobs
