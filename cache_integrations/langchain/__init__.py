@@ -15,10 +15,11 @@ if TYPE_CHECKING:
     from .callbacks import CacheUsageCallbackHandler, get_cache_usage_callback
     from .chat_models import ChatGLM
     from .factory import init_chat_model
-    from .gemini import ChatGemini, PinnedContext
+    from .gemini import ChatGemini
     from .lint import lint_prompt
     from .middleware import PromptCachingMiddleware
     from .openai_compatible import ChatOpenAICompatible
+    from .pinned import PinnedContext
 
 __all__ = [
     "CacheUsageCallbackHandler",
@@ -41,7 +42,7 @@ _WHERE = {
     "ChatGLM": "chat_models",
     "ChatGemini": "gemini",
     "ChatOpenAICompatible": "openai_compatible",
-    "PinnedContext": "gemini",
+    "PinnedContext": "pinned",
     "PromptCachingChatModel": "caching",
     "PromptCachingMiddleware": "middleware",
     "get_cache_usage_callback": "callbacks",

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..messages import ChatRequest, ChatResponse, StreamChunk
 
 if TYPE_CHECKING:
+    from ._endpoints import GEMINI_BASE_URL, GLM_BASE_URL, ZAI_BASE_URL
     from ._http import HTTPProvider, RetryPolicy
-    from .gemini import GEMINI_BASE_URL, CachedContent, GeminiProvider
+    from .gemini import CachedContent, GeminiProvider
     from .gemini_files import File, GeminiFiles
     from .gemini_media import GeminiMedia
-    from .glm import GLM_BASE_URL, ZAI_BASE_URL, GLMProvider
+    from .glm import GLMProvider
 
 __all__ = [
     "GEMINI_BASE_URL",
@@ -51,9 +52,9 @@ class ChatProvider(Protocol):
 
 # Each provider is imported on first use (PEP 562): a GLM model never loads the Gemini stack.
 _WHERE = {
-    "GEMINI_BASE_URL": "gemini",
-    "GLM_BASE_URL": "glm",
-    "ZAI_BASE_URL": "glm",
+    "GEMINI_BASE_URL": "_endpoints",
+    "GLM_BASE_URL": "_endpoints",
+    "ZAI_BASE_URL": "_endpoints",
     "CachedContent": "gemini",
     "File": "gemini_files",
     "GLMProvider": "glm",

@@ -64,6 +64,7 @@ from ..messages import (
 from ..usage import InvalidUsage, Usage, strict_count
 from ..validation import GEMINI_LIMITS, validate_request
 from ._body import as_object, decode_event, get_list, get_object, get_str, malformed
+from ._endpoints import GEMINI_BASE_URL
 from ._gemini_head import _MODEL_PREFIX, _TOOL_CHOICE_MODES, _Head, head_of
 from ._http import STATUS_ERRORS, EncodedRequest, HTTPProvider
 from .gemini_files import GeminiFiles
@@ -89,7 +90,6 @@ __all__ = [
     "usage_from_gemini",
 ]
 
-GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 PROVIDER = "google"
 _CACHES_PATH = "cachedContents"
 _CACHE_PREFIX = "cachedContents/"

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from ..errors import InvalidRequestError
 from ..media import as_media_part, check_mime, media_size, parse_data_url, part_mime_type, read_media
 from ..messages import ChatRequest, ImagePart, MediaPart, Message, Part
+from ._endpoints import DEFAULT_FILE_UPLOAD_THRESHOLD, PDF_INLINE_LIMIT
 from .gemini_files import MAX_FILE_BYTES, File, GeminiFiles, UploadSource, file_name
 
 __all__ = [
@@ -52,11 +53,6 @@ __all__ = [
 
 INLINE_REQUEST_LIMIT = 100 * 1024 * 1024
 """Bytes a whole request may carry inline (base64 included): 100 MB since January 2026."""
-PDF_INLINE_LIMIT = 50 * 1024 * 1024
-"""An inline PDF may be at most 50 MB."""
-DEFAULT_FILE_UPLOAD_THRESHOLD = PDF_INLINE_LIMIT
-"""The default `file_upload_threshold`: the largest part that fits inline for every media type (a
-50 MB part is ~67 MB in base64, inside the 100 MB request limit, and 50 MB is the PDF limit)."""
 
 _GOOGLE_API = "https://generativelanguage.googleapis.com/v1beta"
 _YOUTUBE = re.compile(r"^https?://(?:www\.|m\.)?(?:youtube\.com|youtu\.be)/", re.IGNORECASE)
