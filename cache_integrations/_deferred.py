@@ -10,9 +10,9 @@ Everything that reads a diagnosis first calls `settle()`, which waits until the 
 ``handler.diagnoses``, ``handler.calls``, the reports, ``CacheDiagnostics.diagnoses``. A job that fails is
 logged and skipped. At interpreter exit the queue is drained (bounded), so traces are complete.
 
-Fork-safe: no job is half-done across a fork (the fork waits for the running job and starts no other), and the child starts
-its own worker with the jobs still queued in the parent's copy of its memory (they are the child's history
-too). Asyncio-safe: nothing here touches an event loop; `settle()` blocks for at most the queued work.
+Fork-safe: no job is half-done across a fork (the fork waits for the running job and starts no other), and
+the child starts its own worker with the jobs still queued in the parent's copy of its memory (they are the
+child's history too). Asyncio-safe: nothing here touches an event loop; `settle()` blocks for at most the queued work.
 """
 
 from __future__ import annotations
