@@ -37,6 +37,7 @@ import httpx
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from cache_integrations._deferred import settle, worker_cpu_seconds
 from cache_integrations.langchain import CacheUsageCallbackHandler, ChatGemini, ChatGLM
 from cache_integrations.langchain._convert import messages_from_langchain
 from cache_integrations.messages import ChatRequest
@@ -96,12 +97,17 @@ def _raw_client() -> httpx.Client:
 class _Samples:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    deferred: list[float] = field(default_factory=list)
+    """CPU ms the handler's worker thread spent on the call's diagnosis (settled after the call, untimed)."""
 
     def time(self, call: Callable[[], object]) -> None:
+        worker = worker_cpu_seconds()
         wall, cpu = time.perf_counter(), time.thread_time()
         call()
         self.cpu.append((time.thread_time() - cpu) * 1000)
         self.wall.append((time.perf_counter() - wall) * 1000)
+        settle()  # the diagnosis ends here, so it never lands on the next client's clock
+        self.deferred.append((worker_cpu_seconds() - worker) * 1000)
 
 
 def _median_of_runs(runs: list[dict[str, _Samples]], name: str, kind: str) -> float:
@@ -146,6 +152,7 @@ class HistoryRow:
     raw_cpu_ms: float
     cpu_ms: float
     cpu_overhead_ms: float
+    deferred_cpu_ms: float
 
 
 _HISTORY_ROUNDS = {10: 200, 100: 120, 1000: 30, 5000: 12}
@@ -174,6 +181,7 @@ def measure_history(runs: int = 3, scale: float = 1.0) -> list[HistoryRow]:
                         if r < 2:
                             raw.post(f"{base}/chat/completions", content=body, headers=HEADERS).json()
                             llm.invoke(conv, config=config)
+                            settle()
                         else:
                             samples[f"raw {name}"].time(
                                 lambda body=body: raw.post(
@@ -184,7 +192,7 @@ def measure_history(runs: int = 3, scale: float = 1.0) -> list[HistoryRow]:
                         conv.append(AIMessage(f"Round {r} answer: nothing changed for team {r % 40}."))
                 per_run.append(samples)
             for name in configs:
-                med = {kind: _median_of_runs(per_run, name, kind) for kind in ("wall", "cpu")}
+                med = {kind: _median_of_runs(per_run, name, kind) for kind in ("wall", "cpu", "deferred")}
                 raw_med = {kind: _median_of_runs(per_run, f"raw {name}", kind) for kind in ("wall", "cpu")}
                 rows.append(
                     HistoryRow(
@@ -196,6 +204,7 @@ def measure_history(runs: int = 3, scale: float = 1.0) -> list[HistoryRow]:
                         raw_med["cpu"],
                         med["cpu"],
                         med["cpu"] - raw_med["cpu"],
+                        med["deferred"],
                     )
                 )
         raw.close()
@@ -203,7 +212,8 @@ def measure_history(runs: int = 3, scale: float = 1.0) -> list[HistoryRow]:
 
 
 def history_slopes(rows: list[HistoryRow]) -> dict[str, tuple[float, float]]:
-    """Per client: (wall, CPU) overhead growth in µs per message of history, from 100 to 5,000 messages."""
+    """Per client: (wall, CPU) overhead growth in µs per message of history, from 100 to 5,000 messages; the CPU
+    slope counts the diagnosis the handler's worker thread does after the call."""
     out = {}
     for client in _HISTORY_CLIENTS:
         at = {r.messages: r for r in rows if r.client == client}
@@ -211,7 +221,7 @@ def history_slopes(rows: list[HistoryRow]) -> dict[str, tuple[float, float]]:
         span = hi.messages - lo.messages
         out[client] = (
             (hi.overhead_ms - lo.overhead_ms) * 1000 / span,
-            (hi.cpu_overhead_ms - lo.cpu_overhead_ms) * 1000 / span,
+            (hi.cpu_overhead_ms + hi.deferred_cpu_ms - lo.cpu_overhead_ms - lo.deferred_cpu_ms) * 1000 / span,
         )
     return out
 
@@ -226,6 +236,8 @@ class HandlerRow:
     cost_ms: float | None
     cpu_ms: float
     cpu_cost_ms: float | None
+    deferred_cpu_ms: float = 0.0
+    """CPU ms per call the handler's worker thread spends after the call (the diagnosis)."""
 
 
 def measure_handler(runs: int = 3, rounds: int = 400) -> list[HandlerRow]:
@@ -253,6 +265,7 @@ def measure_handler(runs: int = 3, rounds: int = 400) -> list[HandlerRow]:
                     config: Any = {"callbacks": [handler]} if handler is not None else {}
                     if r < 20:
                         llm.invoke(messages, config=config)
+                        settle()
                     else:
                         samples[name].time(lambda m=messages, c=config: llm.invoke(m, config=c))
             per_run.append(samples)
@@ -260,7 +273,9 @@ def measure_handler(runs: int = 3, rounds: int = 400) -> list[HandlerRow]:
     rows = []
     for i, name in enumerate(names):
         wall, cpu = _median_of_runs(per_run, name, "wall"), _median_of_runs(per_run, name, "cpu")
-        rows.append(HandlerRow(name, wall, wall - plain["wall"] if i else None, cpu, cpu - plain["cpu"] if i else None))
+        deferred = _median_of_runs(per_run, name, "deferred")
+        wall_cost, cpu_cost = (wall - plain["wall"], cpu - plain["cpu"]) if i else (None, None)
+        rows.append(HandlerRow(name, wall, wall_cost, cpu, cpu_cost, deferred))
     return rows
 
 
@@ -436,35 +451,43 @@ def report(result: HotPath) -> list[str]:
     lines += ["- " + " ".join(item.removeprefix("* ").split()) for item in doc[2].split("\n* ")]
     lines += [
         "",
-        "| messages | client | raw httpx ms | client ms | overhead ms | raw CPU ms | client CPU ms | CPU overhead ms |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| messages | client | raw httpx ms | client ms | overhead ms | raw CPU ms | client CPU ms | CPU overhead ms "
+        "| diagnosis CPU ms (worker, after the call) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result.history:
         lines.append(
             f"| {r.messages} | {r.client} | {r.raw_median_ms:.3f} | {r.median_ms:.3f} | {r.overhead_ms:+.3f} "
-            f"| {r.raw_cpu_ms:.3f} | {r.cpu_ms:.3f} | {r.cpu_overhead_ms:+.3f} |"
+            f"| {r.raw_cpu_ms:.3f} | {r.cpu_ms:.3f} | {r.cpu_overhead_ms:+.3f} | {r.deferred_cpu_ms:.3f} |"
         )
     lines += [
         "",
-        "| client | slope, wall (µs per message) | slope, CPU (µs per message) | target ≤ 5 µs |",
+        "| client | slope, wall (µs per message) | slope, CPU with the worker's (µs per message) | target ≤ 5 µs |",
         "|---|---:|---:|---|",
     ]
     for client, (wall, cpu) in result.slopes.items():
         lines.append(f"| {client} | {wall:.2f} | {cpu:.2f} | {_met(max(wall, cpu) <= 5.0)} |")
     lines += [
         "",
-        "| at 10 messages | median ms | cost ms | CPU median ms | CPU cost ms |",
-        "|---|---:|---:|---:|---:|",
+        "| at 10 messages | median ms | cost ms | CPU median ms | CPU cost ms | diagnosis CPU ms (worker) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for h in result.handler:
         cost = "—" if h.cost_ms is None else f"{h.cost_ms:+.3f}"
         cpu_cost = "—" if h.cpu_cost_ms is None else f"{h.cpu_cost_ms:+.3f}"
-        lines.append(f"| {h.client} | {h.median_ms:.3f} | {cost} | {h.cpu_ms:.3f} | {cpu_cost} |")
-    ours = result.handler[1]
+        lines.append(
+            f"| {h.client} | {h.median_ms:.3f} | {cost} | {h.cpu_ms:.3f} | {cpu_cost} | {h.deferred_cpu_ms:.3f} |"
+        )
+    ours, peer = result.handler[1], result.handler[-1]
     worst = max(ours.cost_ms or 0.0, ours.cpu_cost_ms or 0.0)
+    total = (ours.cpu_cost_ms or 0.0) + ours.deferred_cpu_ms
+    peer_cost = max(peer.cost_ms or 0.0, peer.cpu_cost_ms or 0.0)
     lines += [
         "",
-        f"Handler target ≤ 0.05 ms per call: {_met(worst <= 0.05)} ({worst:.3f} ms, the larger of wall and CPU).",
+        f"Handler target ≤ 0.05 ms per call, on the caller's path: {_met(worst <= 0.05)} ({worst:.3f} ms, the larger "
+        f"of wall and CPU; UsageMetadataCallbackHandler {peer_cost:.3f} ms in this run). Counting the diagnosis the "
+        f"worker thread does after the call, the handler's CPU is {total:.3f} ms per call: "
+        f"{_met(total <= 0.05)} on that measure.",
     ]
     lines += [
         "",
