@@ -58,7 +58,7 @@ from cache_integrations.usage import Usage
 from ..wire import created_caches, gemini_cached, model_usages
 
 MODEL = "gemini-2.5-flash"
-KEY = "AIzaSy-test-secret-key-123"
+KEY = "test-gemini-secret-key-123"
 EMULATOR_URL = "http://emulator/v1beta"
 LONG_DOC = "Paris is the capital of France. The Eiffel Tower is in Paris. " * 120  # ~1680 emulator tokens
 SYSTEM = Message("system", "You are a geography expert. Be concise.")

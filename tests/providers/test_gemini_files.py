@@ -37,7 +37,7 @@ from cache_integrations.providers.gemini_files import (
 from cache_integrations.testing import Emulator, FakeClock
 from tests.media import samples
 
-KEY = "AIzaSy-files-test-secret"
+KEY = "test-gemini-files-secret"
 BASE = "http://emulator/v1beta"
 
 

@@ -43,7 +43,7 @@ from cache_integrations.testing import Emulator, Fault
 
 from .raw_server import RawRequest, canned, raw_server, response
 
-SECRET = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+SECRET = "test-not-a-real-key-9f8e7d6c5b4a3928"
 GLM_ANSWER = {
     "id": "r1",
     "model": "glm-4.7",
