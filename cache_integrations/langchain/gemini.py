@@ -10,7 +10,7 @@ bound to its cache. See `cache_integrations.explicit.ExplicitCacheManager` for t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -18,7 +18,7 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
 
 from ..explicit._types import CacheMode
-from ..messages import ChatRequest
+from ..gemini_controls import GeminiControls
 from ..providers._endpoints import DEFAULT_FILE_UPLOAD_THRESHOLD, GEMINI_BASE_URL
 from ..validation import GEMINI_LIMITS, SamplingLimits
 from ._base import CachingChatModel
@@ -26,21 +26,16 @@ from ._base import CachingChatModel
 # The Gemini stack (httpx, the explicit-cache manager and registries, the Files API, pinned contexts) is
 # imported when a model is built or a method needs it, so importing ChatGemini costs what ChatGLM costs.
 if TYPE_CHECKING:
-    from ..explicit import ExplicitCacheManager, UploadedFile
     from ..gemini_chat import GeminiChat
-    from ..providers.gemini import CachedContent
-    from ..providers.gemini_files import File, GeminiFiles
-    from ..providers.gemini_media import GeminiMedia
     from .pinned import PinnedContext
 
 __all__ = ["ChatGemini", "PinnedContext"]
 
 # The GeminiChat a pinned context built by `cache_context` shares with the model that built it.
 _SHARED: ContextVar[GeminiChat | None] = ContextVar("cache_integrations_shared_gemini_chat", default=None)
-Progress = Callable[[int, int], None]
 
 
-class ChatGemini(CachingChatModel):
+class ChatGemini(GeminiControls, CachingChatModel):
     """Gemini chat model with explicit context caching and Files API uploads managed end to end.
 
     Usage reports ``input_token_details.cache_read`` (Gemini's ``cachedContentTokenCount``; inclusive
@@ -120,73 +115,6 @@ class ChatGemini(CachingChatModel):
     def lc_secrets(self) -> dict[str, str]:
         return {"api_key": "GEMINI_API_KEY"}
 
-    @property
-    def cache_manager(self) -> ExplicitCacheManager:
-        """The manager of this model's explicit caches (registry, policy, TTL)."""
-        return self._gemini.manager
-
-    def _extra_body(self) -> dict[str, Any]:
-        from ..providers.gemini import gemini_options
-
-        return gemini_options(thinking_budget=self.thinking_budget)
-
-    @property
-    def files(self) -> GeminiFiles:
-        """The Gemini Files API with this model's key and clients: upload, get, list, delete, wait_active."""
-        return self._gemini.media.files
-
-    @property
-    def media(self) -> GeminiMedia:
-        """How this model's requests move large media to the Files API (threshold, uploader)."""
-        return self._gemini.media
-
-    def _resolve(self, request: ChatRequest) -> ChatRequest:
-        self._client.check(request)  # type: ignore[attr-defined]  # bad media fails here, before a stream opens
-        return request
-
-    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
-        self._client.check(request)  # type: ignore[attr-defined]
-        return request
-
-    # -- files ------------------------------------------------------------------------------------
-
-    def upload_file(
-        self,
-        source: Any,
-        mime_type: str | None = None,
-        display_name: str | None = None,
-        *,
-        progress: Progress | None = None,
-    ) -> UploadedFile:
-        """Upload a file through the Files API once and wait until it is ACTIVE; returns its handle.
-
-        `source` is a path (`str` or `pathlib.Path`; the media type comes from its extension), bytes or
-        a binary file object. The same content is uploaded once per API key, across calls and every
-        process sharing `cache_registry`; after its 48 hours it is uploaded again when a request or a
-        cache needs it. `progress(sent, total)` is called after every chunk.
-        """
-        return self._gemini.files.upload_file(source, mime_type=mime_type, display_name=display_name, progress=progress)
-
-    async def aupload_file(
-        self,
-        source: Any,
-        mime_type: str | None = None,
-        display_name: str | None = None,
-        *,
-        progress: Progress | None = None,
-    ) -> UploadedFile:
-        return await self._gemini.files.aupload_file(
-            source, mime_type=mime_type, display_name=display_name, progress=progress
-        )
-
-    def list_files(self) -> list[File]:
-        """Live Files API files this library uploaded under this key (never anyone else's)."""
-        return self._gemini.files.list()
-
-    def delete_files(self) -> int:
-        """Delete every live file this library uploaded under this key; returns how many."""
-        return self._gemini.files.delete_all()
-
     # -- explicit control -------------------------------------------------------------------------
 
     def _pinned(
@@ -232,14 +160,6 @@ class ChatGemini(CachingChatModel):
         pinned = self._pinned(content, system, tools, tool_choice, recreate)
         await pinned.apin()
         return pinned
-
-    def list_caches(self) -> list[CachedContent]:
-        """Live Gemini caches this library created under this key."""
-        return self.cache_manager.list_caches()  # type: ignore[return-value]
-
-    def delete_caches(self) -> int:
-        """Delete every live cache this library created under this key; returns how many."""
-        return self.cache_manager.delete_all()
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ pins a context (text, PDFs, videos, ...) and returns an LLM bound to its cache.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -33,14 +33,14 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 
 from ..clients import gemini_chat
-from ..explicit import CacheMode, ExplicitCacheManager
+from ..explicit import CacheMode
 from ..explicit.files import UploadedFile
 from ..gemini_chat import GeminiChat
+from ..gemini_controls import GeminiControls
 from ..messages import ChatRequest, MediaPart, Message, TextPart, ToolDefinition, tool_choice_from_spec
 from ..pinned import PinnedControls, PinnedSession, context_messages, context_part
-from ..providers.gemini import GEMINI_BASE_URL, CachedContent, gemini_options
-from ..providers.gemini_files import File, GeminiFiles
-from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD, GeminiMedia
+from ..providers.gemini import GEMINI_BASE_URL
+from ..providers.gemini_media import DEFAULT_FILE_UPLOAD_THRESHOLD
 from ..validation import GEMINI_LIMITS, SamplingLimits
 from ._convert import messages_from_llama_index, tool_from_llama_index
 from ._media import MEDIA_BLOCK_TYPES, media_from_block
@@ -49,10 +49,9 @@ from .llms import CachingLLM, _secret_from_env
 __all__ = ["Gemini", "PinnedContext"]
 
 _SHARED: ContextVar[GeminiChat | None] = ContextVar("cache_integrations_shared_llama_gemini", default=None)
-Progress = Callable[[int, int], None]
 
 
-class Gemini(CachingLLM):
+class Gemini(GeminiControls, CachingLLM):
     """Gemini with explicit context caching and Files API uploads managed end to end.
 
     Usage reports ``prompt_tokens_details.cached_tokens`` (Gemini's ``cachedContentTokenCount``, included
@@ -132,66 +131,6 @@ class Gemini(CachingLLM):
     def _bind_client(self) -> None:
         """Subclasses put their own client in front of the shared `GeminiChat` (a pinned context's session)."""
 
-    @property
-    def files(self) -> GeminiFiles:
-        """The Gemini Files API with this model's key and clients: upload, get, list, delete, wait_active."""
-        return self._gemini.media.files
-
-    @property
-    def media(self) -> GeminiMedia:
-        """How this model's requests move large media to the Files API (threshold, uploader)."""
-        return self._gemini.media
-
-    def _resolve(self, request: ChatRequest) -> ChatRequest:
-        self._client.check(request)  # type: ignore[attr-defined]  # bad media fails here, before a stream opens
-        return request
-
-    async def _aresolve(self, request: ChatRequest) -> ChatRequest:
-        self._client.check(request)  # type: ignore[attr-defined]
-        return request
-
-    @property
-    def cache_manager(self) -> ExplicitCacheManager:
-        """The manager of this model's explicit caches (registry, policy, TTL)."""
-        return self._gemini.manager
-
-    def _extra_body(self) -> dict[str, Any]:
-        return gemini_options(thinking_budget=self.thinking_budget)
-
-    # -- files ------------------------------------------------------------------------------------
-
-    def upload_file(
-        self,
-        source: Any,
-        mime_type: str | None = None,
-        display_name: str | None = None,
-        *,
-        progress: Progress | None = None,
-    ) -> UploadedFile:
-        """Upload a path, bytes or binary file object through the Files API once (per content and key,
-        across processes sharing `cache_registry`) and wait until it is ACTIVE; returns its handle."""
-        return self._gemini.files.upload_file(source, mime_type=mime_type, display_name=display_name, progress=progress)
-
-    async def aupload_file(
-        self,
-        source: Any,
-        mime_type: str | None = None,
-        display_name: str | None = None,
-        *,
-        progress: Progress | None = None,
-    ) -> UploadedFile:
-        return await self._gemini.files.aupload_file(
-            source, mime_type=mime_type, display_name=display_name, progress=progress
-        )
-
-    def list_files(self) -> list[File]:
-        """Live Files API files this library uploaded under this key (never anyone else's)."""
-        return self._gemini.files.list()
-
-    def delete_files(self) -> int:
-        """Delete every live file this library uploaded under this key; returns how many."""
-        return self._gemini.files.delete_all()
-
     # -- explicit control -------------------------------------------------------------------------
 
     def _pinned(
@@ -247,14 +186,6 @@ class Gemini(CachingLLM):
         pinned = self._pinned(content, system, tools, tool_choice, recreate)
         await pinned.apin()
         return pinned
-
-    def list_caches(self) -> list[CachedContent]:
-        """Live Gemini caches this library created under this key."""
-        return self.cache_manager.list_caches()  # type: ignore[return-value]
-
-    def delete_caches(self) -> int:
-        """Delete every live cache this library created under this key; returns how many."""
-        return self.cache_manager.delete_all()
 
 
 def _block(part: Any) -> ContentBlock:
